@@ -1,0 +1,110 @@
+"""Self-describing model files: safetensors weights + config in the metadata.
+
+The metadata holds ``arch``, the model ``config`` (JSON) and a free ``info``
+JSON (condition type, class names, CLIP model...). Loading never executes code:
+safetensors has no pickles, and the training-state files use
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from cvae import __version__
+from cvae.errors import CVAEError
+from cvae.io import atomic_path
+from cvae.models import ConditionalVAE, build_model
+
+FORMAT = "cvae-model-v1"
+
+
+def save_model(
+    path: str | os.PathLike, model: ConditionalVAE, arch: str, info: dict | None = None
+) -> None:
+    """Write ``model`` and its config to ``path`` (safetensors), atomically."""
+    meta = {
+        "format": FORMAT,
+        "arch": arch,
+        "config": json.dumps(dataclasses.asdict(model.config)),
+        "info": json.dumps(info or {}),
+        "cvae_version": __version__,
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """{"arch", "config": dict, "info": dict} of a model file, checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise CVAEError(f"model file {path} not found: run `dvc repro` to train it")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CVAEError(
+            f"{path} is not a readable safetensors file ({e}): retrain"
+        ) from e
+    if meta.get("format") != FORMAT:
+        raise CVAEError(f"{path} is not a cvae model file (no '{FORMAT}' metadata)")
+    try:
+        return {
+            "arch": meta["arch"],
+            "config": json.loads(meta["config"]),
+            "info": json.loads(meta.get("info", "{}")),
+        }
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CVAEError(f"{path} has damaged metadata ({e}): retrain the model") from e
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    expect_arch: str | None = None,
+) -> tuple[ConditionalVAE, dict[str, Any]]:
+    """Rebuild a model from its file alone; returns (model in eval mode, metadata)."""
+    meta = read_metadata(path)
+    if expect_arch is not None and meta["arch"] != expect_arch:
+        raise CVAEError(
+            f"{path} holds a {meta['arch']!r} model, expected {expect_arch!r}"
+        )
+    try:
+        model = build_model(meta["arch"], meta["config"])
+    except (TypeError, ValueError) as e:
+        raise CVAEError(f"{path}: config does not build a model ({e})") from e
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CVAEError(f"{path}: weights unreadable ({e}): retrain the model") from e
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CVAEError(f"{path}: weights do not match its config ({first})") from e
+    return model.to(device).eval(), meta
+
+
+def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Training state (tensors, numbers, strings, dicts) for resuming, atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a training state without executing code (weights_only=True)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means "do not resume"
+        raise CVAEError(
+            f"resume checkpoint {path} is unreadable ({e}): delete it"
+        ) from e

@@ -1,0 +1,66 @@
+"""CVAE architectures and a registry that builds them from a config dict."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from cvae.errors import CVAEError
+from cvae.models.base import CONDITIONINGS, ConditionalVAE, Conditioner
+from cvae.models.conv import ConvConfig, ConvCVAE
+from cvae.models.fc import FCCVAE, FCConfig
+from cvae.models.image import BLOCKS, ImageConfig, ImageCVAE
+
+ARCHS: dict[str, tuple[type, type]] = {
+    "fc": (FCCVAE, FCConfig),
+    "conv": (ConvCVAE, ConvConfig),
+    "image": (ImageCVAE, ImageConfig),
+}
+
+__all__ = [
+    "ARCHS",
+    "BLOCKS",
+    "CONDITIONINGS",
+    "Conditioner",
+    "ConditionalVAE",
+    "ConvCVAE",
+    "ConvConfig",
+    "FCCVAE",
+    "FCConfig",
+    "ImageCVAE",
+    "ImageConfig",
+    "build_model",
+    "make_config",
+]
+
+
+def make_config(arch: str, params: dict[str, Any]) -> Any:
+    """Config dataclass of ``arch`` from a params dict, checking every key and value."""
+    if arch not in ARCHS:
+        raise CVAEError(f"unknown arch {arch!r}: use one of {sorted(ARCHS)}")
+    cfg_cls = ARCHS[arch][1]
+    names = {f.name for f in dataclasses.fields(cfg_cls)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise CVAEError(
+            f"unknown {arch} model param(s) {unknown}: valid keys are {sorted(names)}"
+        )
+    cfg = cfg_cls(**params)
+    if cfg.conditioning not in CONDITIONINGS:
+        raise CVAEError(
+            f"conditioning {cfg.conditioning!r} is not supported: use one of "
+            f"{list(CONDITIONINGS)}"
+        )
+    if cfg.latent_dim < 1:
+        raise CVAEError(f"latent_dim must be >= 1, got {cfg.latent_dim}")
+    if arch == "image" and cfg.image_size not in BLOCKS:
+        raise CVAEError(
+            f"size {cfg.image_size} is not supported: use one of {sorted(BLOCKS)}"
+        )
+    return cfg
+
+
+def build_model(arch: str, params: dict[str, Any]) -> ConditionalVAE:
+    """Build an untrained model of ``arch`` from its params dict."""
+    cfg = make_config(arch, params)
+    return ARCHS[arch][0](cfg)

@@ -1,0 +1,67 @@
+"""Convolutional CVAE for COCO colour images at 64, 128 or 256 px (paper 3.5).
+
+Conditioned on a CLIP vector (caption or image embedding, D = 512 for ViT-B-32).
+Down path: n blocks of Conv(4, s2, p1) + BatchNorm + ReLU with n = 3, 4, 5 for
+64, 128, 256 px, so the bottleneck is always 8x8. Up path: n ConvTranspose(4,
+s2, p1) layers, all but the last followed by BatchNorm + ReLU; the last gives
+the 3-channel logits (sigmoid applied by ``decode``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from cvae.models.base import ConditionalVAE, Conditioning
+
+BLOCKS = {64: 3, 128: 4, 256: 5}  # image side -> down/up blocks
+
+
+@dataclass
+class ImageConfig:
+    image_size: int = 64  # square image side: 64, 128 or 256
+    in_channels: int = 3  # RGB
+    base_channels: int = 32  # width of the first block, doubled per block
+    latent_dim: int = 512  # size of z (the paper: >= 512 for COCO)
+    conditioning: Conditioning = "concat"  # how the CLIP vector joins features and z
+    cond_dim: int = 512  # CLIP embedding size
+    embed_dim: int = 512  # projected condition size (concat only)
+
+
+class ImageCVAE(ConditionalVAE):
+    def __init__(self, cfg: ImageConfig):
+        if cfg.image_size not in BLOCKS:
+            raise ValueError(f"image_size must be one of {sorted(BLOCKS)}")
+        self.config = cfg
+        n = BLOCKS[cfg.image_size]
+        widths = [cfg.base_channels * 2**i for i in range(n)]  # e.g. 32, 64, 128
+        side = cfg.image_size // 2**n  # 8
+        enc: list[nn.Module] = []
+        for a, b in zip([cfg.in_channels, *widths[:-1]], widths):
+            enc += [
+                nn.Conv2d(a, b, 4, stride=2, padding=1),
+                nn.BatchNorm2d(b),
+                nn.ReLU(),
+            ]
+        enc.append(nn.Flatten())  # (B, widths[-1] * 8 * 8)
+        feat = widths[-1] * side * side
+        dec: list[nn.Module] = [nn.Unflatten(1, (widths[-1], side, side))]
+        rev = widths[::-1]
+        for a, b in zip(rev, rev[1:]):
+            dec += [
+                nn.ConvTranspose2d(a, b, 4, stride=2, padding=1),
+                nn.BatchNorm2d(b),
+                nn.ReLU(),
+            ]
+        dec.append(nn.ConvTranspose2d(rev[-1], cfg.in_channels, 4, stride=2, padding=1))
+        super().__init__(
+            encoder=nn.Sequential(*enc),
+            feature_dim=feat,
+            decoder=nn.Sequential(*dec),
+            decoder_in=feat,
+            latent_dim=cfg.latent_dim,
+            conditioning=cfg.conditioning,
+            cond_dim=cfg.cond_dim,
+            embed_dim=cfg.embed_dim,
+        )

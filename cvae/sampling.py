@@ -1,0 +1,56 @@
+"""Reconstruction and generation helpers, and PNG grids."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+from cvae.io import atomic_path
+from cvae.models import ConditionalVAE
+from cvae.train import to_float_images
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+@torch.no_grad()
+def generate(
+    model: ConditionalVAE, cond: torch.Tensor, n: int, *, seed: int = 0
+) -> torch.Tensor:
+    """n images for one condition (label () or vector (D,)), (n, C, H, W) on CPU.
+
+    z is drawn on the CPU from a generator seeded with ``seed``, so a seed gives
+    the same images on any device.
+    """
+    device = next(model.parameters()).device
+    c = cond.unsqueeze(0).expand(n, *cond.shape).to(device)
+    gen = torch.Generator().manual_seed(seed)
+    return model.sample(c, generator=gen).float().cpu()
+
+
+@torch.no_grad()
+def reconstruct(
+    model: ConditionalVAE,
+    images: torch.Tensor,
+    conds: torch.Tensor,
+    *,
+    batch_size: int = 512,
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """Yield (slice, originals in [0,1], decode(mu, c)) on CPU, batched."""
+    device = next(model.parameters()).device
+    for sl in batches(len(images), batch_size):
+        x = to_float_images(images[sl]).to(device)
+        r = model.reconstruct(x, conds[sl].to(device))
+        yield sl, x.cpu(), r.float().cpu()
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8) -> None:
+    """Write images (N, C, H, W) in [0, 1] as one PNG grid, atomically."""
+    grid = make_grid(images.clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    with atomic_path(path) as tmp:
+        save_image(grid, tmp, format="png")

@@ -1,0 +1,284 @@
+"""One explicit training loop for every CVAE (nanoGPT / MAE style).
+
+Guarantees: seeded (same seed, same data -> same weights on CPU), resumable
+(a state file after every epoch; a killed run continues from the last complete
+epoch and ends with the weights an uninterrupted run would have), a NaN guard
+(a non-finite loss stops the run, naming the step, and the last good state is
+kept), one JSON line of metrics per epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cvae.checkpoint import load_state, save_state
+from cvae.errors import CVAEError
+from cvae.io import write_json
+from cvae.losses import RECON_LOSSES, elbo_loss
+from cvae.models import ConditionalVAE
+
+# A condition source: a tensor indexed by item (labels (N,) or vectors (N, D)),
+# or a function (item indices (B,), generator) -> conditions (B, ...).
+Conditions = torch.Tensor | Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 25  # passes over the training set
+    batch_size: int = 128  # images per step
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 1e-3  # Adam (L2) weight decay
+    beta: float = 1.0  # weight of the KL term
+    recon: str = "bce"  # reconstruction term: bce | mse
+    seed: int = 0  # seeds data order, init and reparameterisation noise
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def validate(self) -> None:
+        if self.epochs < 0:
+            raise CVAEError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise CVAEError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise CVAEError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.beta < 0:
+            raise CVAEError("weight_decay and beta must be >= 0")
+        if self.recon not in RECON_LOSSES:
+            raise CVAEError(f"recon {self.recon!r} unknown: use one of {RECON_LOSSES}")
+
+
+def make_train_config(params: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from a params dict, refusing unknown keys."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise CVAEError(
+            f"unknown train param(s) {unknown}: valid keys are {sorted(names)}"
+        )
+    cfg = TrainConfig(**params)
+    cfg.validate()
+    return cfg
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when present, else CPU; asking for CUDA without one fails."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CVAEError(f"device {name!r} asked for but no CUDA GPU: set device: auto")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise CVAEError(f"unknown device {name!r}: use auto, cpu or cuda") from e
+
+
+def to_float_images(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float32 in [0, 1]."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def _select(conds: Conditions, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return conds(idx, gen) if callable(conds) else conds[idx]
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of JSON-able parts and arrays: identifies one training run."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, torch.Tensor):
+            p = p.detach().cpu().numpy()
+        if isinstance(p, np.ndarray):
+            h.update(str((p.shape, p.dtype)).encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class Trainer:
+    """Fits a ConditionalVAE on in-memory images with their conditions.
+
+    images: uint8 (N, C, H, W) on CPU.  conds: see ``Conditions``.
+    val: optional (images, conds) scored each epoch (negative ELBO per image).
+    """
+
+    def __init__(
+        self,
+        model: ConditionalVAE,
+        cfg: TrainConfig,
+        images: torch.Tensor,
+        conds: Conditions,
+        *,
+        state_path: str | os.PathLike,
+        history_path: str | os.PathLike | None = None,
+        val: tuple[torch.Tensor, Conditions] | None = None,
+        run_id: str = "",
+        log: Callable[[str], None] = print,
+    ):
+        cfg.validate()
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.model = model.to(self.device)
+        self.images = images
+        self.conds = conds
+        self.val = val
+        self.state_path = Path(state_path)
+        self.history_path = Path(history_path) if history_path else None
+        self.run_id = run_id
+        self.log = log
+        self.opt = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+
+    # -- state ---------------------------------------------------------------
+    def _state(self, epoch: int) -> dict[str, Any]:
+        state = {
+            "run_id": self.run_id,
+            "epoch": epoch,  # completed epochs
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "cpu_rng": torch.get_rng_state(),
+            "history": json.dumps(self.history),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def try_resume(self) -> bool:
+        """Load the state file if it belongs to this run; True when resumed."""
+        if not self.state_path.exists():
+            return False
+        state = load_state(self.state_path)
+        if state.get("run_id") != self.run_id:
+            self.log(f"ignoring {self.state_path}: it belongs to another run")
+            return False
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["cpu_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.history = json.loads(state["history"])
+        self.start_epoch = int(state["epoch"])
+        self.log(f"resumed from {self.state_path} after epoch {self.start_epoch}")
+        return True
+
+    # -- loop ----------------------------------------------------------------
+    def _step(self, x: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits, mu, logvar = self.model(x, c)
+        return elbo_loss(
+            logits, x, mu, logvar, beta=self.cfg.beta, recon=self.cfg.recon
+        )
+
+    def _batch(
+        self,
+        source: torch.Tensor,
+        conds: Conditions,
+        idx: torch.Tensor,
+        gen: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_float_images(source[idx].to(self.device, non_blocking=True))
+        c = _select(conds, idx, gen).to(self.device, non_blocking=True)
+        return x, c
+
+    @torch.no_grad()
+    def evaluate_loss(self) -> dict[str, float]:
+        """Negative ELBO per image on the validation set (eval mode)."""
+        assert self.val is not None
+        images, conds = self.val
+        self.model.eval()
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+        for start in range(0, len(images), self.cfg.batch_size * 4):
+            idx = torch.arange(start, min(start + self.cfg.batch_size * 4, len(images)))
+            terms = self._step(*self._batch(images, conds, idx, gen))
+            for k in sums:
+                sums[k] += terms[k].item()
+        self.model.train()
+        return {f"val_{k}": v / len(images) for k, v in sums.items()}
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train up to ``cfg.epochs`` epochs (from the resumed one); return the history."""
+        torch.manual_seed(self.cfg.seed)
+        self.try_resume()
+        n = len(self.images)
+        bs = self.cfg.batch_size
+        steps = math.ceil(n / bs)
+        # Loss check every step on CPU (free); every 50 on CUDA (a host sync).
+        check_every = 1 if self.device.type == "cpu" else 50
+        self.model.train()
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            # Data order depends on (seed, epoch) only, so a resumed run sees the
+            # same batches as an uninterrupted one.
+            gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+            perm = torch.randperm(n, generator=gen)
+            sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+            t0 = time.perf_counter()
+            bar = tqdm(
+                range(steps),
+                desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                leave=False,
+                disable=None,
+                file=sys.stderr,
+                mininterval=1.0,
+            )
+            for step in bar:
+                idx = perm[step * bs : (step + 1) * bs]
+                x, c = self._batch(self.images, self.conds, idx, gen)
+                terms = self._step(x, c)
+                loss = terms["loss"] / len(idx)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                sums += torch.stack(
+                    [terms[k].detach().double() for k in ("loss", "recon", "kl")]
+                )
+                if step % check_every == 0 or step == steps - 1:
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise CVAEError(
+                            f"non-finite loss ({value}) at epoch {epoch + 1} step "
+                            f"{step + 1}: kept the last good state in "
+                            f"{self.state_path}; lower lr or check the data"
+                        )
+                    bar.set_postfix(loss=f"{value:.2f}")
+            totals = sums.tolist()
+            if not all(math.isfinite(v) for v in totals):
+                raise CVAEError(
+                    f"non-finite loss in epoch {epoch + 1}: kept the last good state "
+                    f"in {self.state_path}; lower lr or check the data"
+                )
+            secs = time.perf_counter() - t0
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "loss": totals[0] / n,
+                "recon": totals[1] / n,
+                "kl": totals[2] / n,
+                "seconds": round(secs, 3),
+                "images_per_s": round(n / secs, 1),
+            }
+            if self.val is not None:
+                row.update(self.evaluate_loss())
+            self.history.append(row)
+            self.log(json.dumps(row))
+            save_state(self.state_path, self._state(epoch + 1))
+            if self.history_path is not None:
+                write_json(self.history_path, self.history)
+        if self.history_path is not None:
+            write_json(self.history_path, self.history)
+        self.model.eval()
+        return self.history

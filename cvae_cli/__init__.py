@@ -1,0 +1,1 @@
+"""The `cvae` command line (typer). Kept outside the library on purpose."""

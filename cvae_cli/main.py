@@ -1,0 +1,100 @@
+"""`cvae` command: generate images from text with a trained model.
+
+cvae generate "Make a dress" --n 16 --seed 0 --out dress.png
+cvae generate "Cows grazing on a green hillside. The sky is blue." --model coco
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from cvae.errors import CVAEError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Conditional VAEs for text-to-image generation.",
+)
+
+# Model names -> files the pipeline writes (relative to the project root).
+MODELS = {
+    "fashion": Path("data/fashion/conv/model.safetensors"),
+    "fashion-conv": Path("data/fashion/conv/model.safetensors"),
+    "fashion-fc": Path("data/fashion/fc/model.safetensors"),
+    "coco": Path("data/coco/model.safetensors"),
+}
+
+
+def resolve_model(model: str) -> Path:
+    """A model name from MODELS or a path to a .safetensors file."""
+    if model in MODELS:
+        return MODELS[model]
+    path = Path(model)
+    if path.suffix == ".safetensors" or path.exists():
+        return path
+    raise CVAEError(
+        f"unknown model {model!r}: use one of {sorted(MODELS)} or a file path"
+    )
+
+
+def _fail(e: CVAEError) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="text, e.g. 'Make a dress'"),
+    model: str = typer.Option("fashion", help=f"one of {sorted(MODELS)} or a path"),
+    n: int = typer.Option(16, "--n", min=1, max=1024, help="number of images"),
+    seed: int = typer.Option(0, help="noise seed: the same seed gives the same images"),
+    out: Path = typer.Option(Path("generated.png"), help="output PNG grid"),
+    nrow: int = typer.Option(8, min=1, help="images per grid row"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    clip_checkpoint: str = typer.Option(
+        None,
+        help="CLIP weights for text models (default: what the model was trained with)",
+    ),
+) -> None:
+    """Generate a grid of images for PROMPT."""
+    from cvae.generate import generate_from_prompt
+
+    try:
+        path = resolve_model(model)
+        info = generate_from_prompt(
+            path,
+            prompt,
+            n=n,
+            seed=seed,
+            out=out,
+            nrow=nrow,
+            device=device,
+            clip_checkpoint=clip_checkpoint,
+        )
+    except CVAEError as e:
+        _fail(e)
+    typer.echo(f"{out}: {n} images for {info['condition']} (seed {seed})")
+    for w in info.get("warnings", []):
+        typer.echo(f"WARNING: {w}", err=True)
+
+
+@app.command()
+def info(model: str = typer.Argument("fashion", help="model name or path")) -> None:
+    """Print a model file's architecture and config."""
+    import json
+
+    from cvae.checkpoint import read_metadata
+
+    try:
+        meta = read_metadata(resolve_model(model))
+    except CVAEError as e:
+        _fail(e)
+    json.dump(meta, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""DVC pipeline stages: thin glue that reads params and calls the `cvae` library."""

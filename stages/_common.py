@@ -1,0 +1,41 @@
+"""Shared glue for stages: params loading and one-line error reporting."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cvae.errors import CVAEError
+
+
+def load_params(section: str | None = None, path: str | Path = "params.yaml") -> Any:
+    """Return ``params.yaml`` (or one top-level section of it)."""
+    path = Path(path)
+    if not path.exists():
+        raise CVAEError(f"{path} not found: run the stage from the project root")
+    with open(path) as f:
+        params = yaml.safe_load(f) or {}
+    if section is None:
+        return params
+    if section not in params:
+        raise CVAEError(f"{path} has no '{section}' section: add it (see README)")
+    return params[section]
+
+
+def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a stage ``main``: a CVAEError becomes one line on stderr and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CVAEError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper

@@ -1,0 +1,48 @@
+"""Stage fashion_data: Fashion-MNIST IDX files -> one cached .npz (train + test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from cvae import fashion
+from cvae.io import write_json
+from stages._common import load_params, stage_main
+
+
+def build_dataset(params: dict, out: Path) -> dict:
+    """Read the IDX files under ``params['root']``, subset if asked, save to ``out``."""
+    root = params.get("root", "/usr/share/datasets/fashion-mnist")
+    seed = int(params.get("seed", 0))
+    xtr, ytr = fashion.load_split(root, "train")
+    xte, yte = fashion.load_split(root, "test")
+    xtr, ytr = fashion.subset(xtr, ytr, params.get("train_limit"), seed)
+    xte, yte = fashion.subset(xte, yte, params.get("test_limit"), seed + 1)
+    fashion.save_dataset(
+        out, train_images=xtr, train_labels=ytr, test_images=xte, test_labels=yte
+    )
+    return {
+        "train": len(xtr),
+        "test": len(xte),
+        "train_per_class": np.bincount(ytr, minlength=10).tolist(),
+        "test_per_class": np.bincount(yte, minlength=10).tolist(),
+    }
+
+
+@stage_main
+def main(
+    out: Path = typer.Option(..., help="output .npz"),
+    summary: Path = typer.Option(None, help="counts JSON"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+) -> None:
+    p = load_params("fashion", params)["data"]
+    stats = build_dataset(p, out)
+    if summary is not None:
+        write_json(summary, stats)
+    print(f"fashion_data: {stats['train']} train, {stats['test']} test images -> {out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

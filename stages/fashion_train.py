@@ -1,0 +1,78 @@
+"""Stage fashion_train: train one Fashion-MNIST CVAE (arch fc or conv)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import typer
+
+from cvae import fashion
+from cvae.checkpoint import save_model
+from cvae.errors import CVAEError
+from cvae.models import build_model
+from cvae.text import CLASS_NAMES
+from cvae.train import Trainer, fingerprint, make_train_config
+from stages._common import load_params, stage_main
+
+
+def train_fashion(
+    arch: str, params: dict, data: Path, model_out: Path, history: Path, state: Path
+) -> list[dict]:
+    """Train ``arch`` with ``params['model'][arch]`` and ``params['train']``."""
+    model_params = dict(params["model"][arch])
+    tcfg = make_train_config(params["train"])
+    d = fashion.load_dataset(data)
+    images = torch.from_numpy(d["train_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
+    labels = torch.from_numpy(d["train_labels"])  # (N,) int64
+    val = (
+        torch.from_numpy(d["test_images"]).unsqueeze(1),
+        torch.from_numpy(d["test_labels"]),
+    )
+    torch.manual_seed(tcfg.seed)  # initial weights
+    model = build_model(arch, model_params)
+    run_id = fingerprint(
+        arch, model_params, vars(tcfg) | {"device": None}, images, labels
+    )
+    trainer = Trainer(
+        model,
+        tcfg,
+        images,
+        labels,
+        state_path=state,
+        history_path=history,
+        val=val,
+        run_id=run_id,
+    )
+    hist = trainer.fit()
+    info = {
+        "condition": "label",
+        "classes": list(CLASS_NAMES),
+        "dataset": "fashion-mnist",
+        "epochs": tcfg.epochs,
+        "run_id": run_id,
+    }
+    save_model(model_out, trainer.model, arch, info)
+    state.unlink(missing_ok=True)  # the run is complete: nothing to resume
+    return hist
+
+
+@stage_main
+def main(
+    arch: str = typer.Option(..., help="fc or conv"),
+    data: Path = typer.Option(..., help="dataset .npz from fashion_data"),
+    model_out: Path = typer.Option(..., help="output model .safetensors"),
+    history: Path = typer.Option(..., help="per-epoch metrics JSON (DVC plot)"),
+    state: Path = typer.Option(..., help="resume state file (kept only while running)"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+) -> None:
+    p = load_params("fashion", params)
+    if arch not in p.get("model", {}):
+        raise CVAEError(f"no fashion.model.{arch} section in {params}: add one")
+    hist = train_fashion(arch, p, data, model_out, history, state)
+    last = hist[-1] if hist else {}
+    print(f"fashion_train[{arch}]: {len(hist)} epochs, last {last} -> {model_out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
