@@ -212,7 +212,7 @@ class Trainer:
         return {f"val_{k}": v / len(images) for k, v in sums.items()}
 
     def fit(self) -> list[dict[str, Any]]:
-        """Train up to ``cfg.epochs`` epochs (from the resumed one); return the history."""
+        """Train up to ``cfg.epochs`` epochs (from the resumed one); return history."""
         torch.manual_seed(self.cfg.seed)
         self.try_resume()
         n = len(self.images)
