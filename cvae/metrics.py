@@ -3,7 +3,9 @@
 - MSE: per image, the SUM over pixels (and channels) of squared differences of
   images in [0, 1]; the reported value is the mean over images.
 - SSIM: per image, Gaussian window 11, sigma 1.5, data range 1, K1 0.01,
-  K2 0.03 (Wang et al. 2004), averaged over channels; mean over images.
+  K2 0.03 (Wang et al. 2004); the local SSIM map is computed at every pixel of
+  the reflect-padded image (torchmetrics' convention) and averaged over pixels
+  and channels; the reported value is the mean over images.
 """
 
 from __future__ import annotations

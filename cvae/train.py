@@ -167,8 +167,15 @@ class Trainer:
         if state.get("run_id") != self.run_id:
             self.log(f"ignoring {self.state_path}: it belongs to another run")
             return False
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CVAEError(
+                f"resume state {self.state_path} does not fit this model ({first}): "
+                "delete it to start over"
+            ) from e
         torch.set_rng_state(state["cpu_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)

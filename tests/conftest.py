@@ -1,0 +1,51 @@
+"""Shared fixtures: real data locations and tiny real datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
+
+
+def need(path: Path, why: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} missing: {why}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fashion_root() -> Path:
+    return need(FASHION_ROOT, "apt-get install -y dataset-fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def coco_sample() -> Path:
+    return need(SHARED_DATA / "coco-sample", "the shared COCO sample is not here")
+
+
+@pytest.fixture(scope="session")
+def tiny_fashion(fashion_root: Path, tmp_path_factory) -> Path:
+    """512 real training and 256 real test images as the fashion_data stage writes."""
+    from stages.fashion_data import build_dataset
+
+    out = tmp_path_factory.mktemp("fashion") / "dataset.npz"
+    build_dataset(
+        {"root": str(fashion_root), "train_limit": 512, "test_limit": 256, "seed": 0},
+        out,
+    )
+    return out
+
+
+@pytest.fixture()
+def tiny_params() -> dict:
+    """The fashion section of params.yaml with tiny settings."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["fashion"]
+    params["train"].update(epochs=1, batch_size=64, device="cpu")
+    params["evaluate"].update(batch_size=128, device="cpu")
+    return params

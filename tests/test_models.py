@@ -1,0 +1,90 @@
+import dataclasses
+
+import pytest
+import torch
+
+from cvae.errors import CVAEError
+from cvae.losses import elbo_loss, kl_divergence
+from cvae.models import build_model, make_config
+
+CASES = [
+    ("fc", {}, (1, 28, 28), "label"),
+    ("conv", {}, (1, 28, 28), "label"),
+    ("image", {"image_size": 64, "base_channels": 8, "latent_dim": 16}, (3, 64, 64), "vec"),
+    ("image", {"image_size": 128, "base_channels": 4, "latent_dim": 16}, (3, 128, 128),
+     "vec"),
+    ("image", {"image_size": 256, "base_channels": 2, "latent_dim": 16}, (3, 256, 256),
+     "vec"),
+]
+
+
+def _cond(kind: str, b: int) -> torch.Tensor:
+    return torch.arange(b) % 10 if kind == "label" else torch.randn(b, 512)
+
+
+@pytest.mark.parametrize("conditioning", ["concat", "add"])
+@pytest.mark.parametrize("arch, params, shape, kind", CASES)
+def test_shapes_and_condition_use(arch, params, shape, kind, conditioning) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, params | {"conditioning": conditioning}).eval()
+    x = torch.rand(4, *shape)
+    c = _cond(kind, 4)
+    logits, mu, logvar = model(x, c)
+    assert logits.shape == x.shape
+    assert mu.shape == logvar.shape == (4, model.latent_dim)
+    z = torch.zeros(4, model.latent_dim)
+    out = model.decode(z, c)
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    # The condition changes the output: the decoder is really conditioned.
+    other = model.decode(z, _cond(kind, 4).roll(1, 0) if kind == "label" else -c)
+    assert (out - other).abs().max() > 0
+
+
+def test_image_blocks_follow_the_paper() -> None:
+    for size, n in [(64, 3), (128, 4), (256, 5)]:
+        m = build_model("image", {"image_size": size, "base_channels": 4})
+        convs = [x for x in m.encoder if isinstance(x, torch.nn.Conv2d)]
+        deconvs = [x for x in m.decoder if isinstance(x, torch.nn.ConvTranspose2d)]
+        bns = [x for x in m.decoder if isinstance(x, torch.nn.BatchNorm2d)]
+        assert len(convs) == len(deconvs) == n and len(bns) == n - 1
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(CVAEError, match="unknown fc model param"):
+        make_config("fc", {"hidden": [1]})
+    with pytest.raises(CVAEError, match="conditioning 'multiply'"):
+        make_config("conv", {"conditioning": "multiply"})
+    with pytest.raises(CVAEError, match="size 100 is not supported"):
+        make_config("image", {"image_size": 100})
+    with pytest.raises(CVAEError, match="unknown arch"):
+        make_config("transformer", {})
+    cfg = make_config("fc", {"latent_dim": 7})
+    assert dataclasses.asdict(cfg)["latent_dim"] == 7
+
+
+def test_kl_matches_the_naive_formula() -> None:
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(5, 3), torch.randn(5, 3)
+    naive = 0.0
+    for m, lv in zip(mu.flatten().tolist(), logvar.flatten().tolist()):
+        var = torch.tensor(lv).exp().item()
+        # KL(N(m, var) || N(0, 1)) = 1/2 (var + m^2 - 1 - log var)
+        naive += 0.5 * (var + m * m - 1 - lv)
+    assert kl_divergence(mu, logvar).item() == pytest.approx(naive, rel=1e-5)
+    assert kl_divergence(torch.zeros(2, 4), torch.zeros(2, 4)).item() == 0
+
+
+def test_elbo_terms() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 4, 4)
+    logits = torch.randn(3, 1, 4, 4)
+    mu, logvar = torch.randn(3, 2), torch.randn(3, 2)
+    p = torch.sigmoid(logits)
+    bce = -(x * p.log() + (1 - x) * (1 - p).log()).sum()
+    terms = elbo_loss(logits, x, mu, logvar, beta=0.5)
+    assert terms["recon"].item() == pytest.approx(bce.item(), rel=1e-5)
+    assert terms["loss"].item() == pytest.approx(
+        terms["recon"].item() + 0.5 * terms["kl"].item(), rel=1e-6
+    )
+    mse = elbo_loss(logits, x, mu, logvar, recon="mse")["recon"]
+    assert mse.item() == pytest.approx(((p - x) ** 2).sum().item(), rel=1e-5)

@@ -1,0 +1,217 @@
+"""WebDataset shards: image loading, crop/resize, round-trip, byte identity, stage."""
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+from PIL import Image
+
+from cvae.coco import MANIFEST_SCHEMA, write_manifest
+from cvae.errors import CVAEError
+from cvae.shards import (
+    ImageReadError,
+    center_crop_resize,
+    iter_shards,
+    load_rgb,
+    load_shards,
+    write_shards,
+)
+
+DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
+SAMPLE = DATA / "coco-sample"
+GRAY_ID = 431848  # the one grayscale image of the sample
+pytestmark = pytest.mark.skipif(
+    not (SAMPLE / "images").is_dir(),
+    reason=f"real COCO sample absent at {SAMPLE} (see shared/data/README.md)",
+)
+
+
+def _manifest(image_ids: list[int]) -> pa.Table:
+    """A manifest over sample images (captions are not needed to shard)."""
+    rows = [
+        {
+            "image_id": i,
+            "file_name": f"{i:012d}.jpg",
+            "subsets": ["nature"],
+            "captions": ["A photo."],
+            "split": "val" if n % 4 == 0 else "train",
+        }
+        for n, i in enumerate(image_ids)
+    ]
+    return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def sample_ids() -> list[int]:
+    ids = sorted(int(p.stem) for p in (SAMPLE / "images").glob("*.jpg"))
+    return sorted(ids[:7] + [GRAY_ID])
+
+
+@pytest.fixture
+def images(tmp_path: Path, sample_ids: list[int]) -> Path:
+    """8 real images, one grayscale, in their own folder."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in sample_ids:
+        shutil.copyfile(SAMPLE / "images" / f"{i:012d}.jpg", folder / f"{i:012d}.jpg")
+    return folder
+
+
+def test_load_rgb_converts_modes(tmp_path: Path) -> None:
+    gray = load_rgb(SAMPLE / "images" / f"{GRAY_ID:012d}.jpg")
+    assert gray.mode == "RGB"
+    a = np.asarray(gray)
+    assert np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2])
+
+    rgba = Image.new("RGBA", (4, 3), (10, 20, 30, 0))  # fully transparent
+    rgba.save(tmp_path / "rgba.png")
+    assert np.all(np.asarray(load_rgb(tmp_path / "rgba.png")) == 255)  # over white
+    Image.new("P", (4, 3), 7).save(tmp_path / "p.png")
+    Image.new("CMYK", (4, 3), (0, 255, 0, 0)).save(tmp_path / "cmyk.jpg")
+    Image.fromarray(np.full((3, 4), 65535, np.uint16)).save(tmp_path / "g16.png")
+    for name in ("p.png", "cmyk.jpg", "g16.png"):
+        img = load_rgb(tmp_path / name)
+        assert img.mode == "RGB" and img.size == (4, 3)
+    assert np.all(np.asarray(load_rgb(tmp_path / "g16.png")) == 255)
+
+
+def test_load_rgb_corrupt_raises(tmp_path: Path) -> None:
+    src = (SAMPLE / "images" / "000000000139.jpg").read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(src[: len(src) // 2])
+    (tmp_path / "text.jpg").write_text("not an image")
+    for name in ("trunc.jpg", "text.jpg"):
+        with pytest.raises(ImageReadError, match="cannot read image"):
+            load_rgb(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        load_rgb(tmp_path / "absent.jpg")
+
+
+def test_center_crop_resize_is_crop_then_bicubic() -> None:
+    img = load_rgb(SAMPLE / "images" / "000000000139.jpg")  # 640 x 426
+    out = center_crop_resize(img, 64)
+    assert out.size == (64, 64) and out.mode == "RGB"
+    ref = img.crop((107, 0, 533, 426)).resize((64, 64), Image.Resampling.BICUBIC)
+    assert np.array_equal(np.asarray(out), np.asarray(ref))
+    tall = Image.fromarray(np.arange(30 * 10 * 3, dtype=np.uint8).reshape(30, 10, 3))
+    assert np.array_equal(
+        np.asarray(center_crop_resize(tall, 10)), np.asarray(tall)[10:20]
+    )
+
+
+def test_round_trip_equals_source(tmp_path: Path, images: Path) -> None:
+    ids = sorted(int(p.stem) for p in images.iterdir())
+    stats = write_shards(_manifest(ids), images, tmp_path / "s", size=64, shard_size=3)
+    assert stats["written"] == 8 and stats["skipped_corrupt"] == 0
+    assert stats["shards"] == [f"shard-{i:06d}.tar" for i in range(3)]
+
+    got_ids, got_images, meta = load_shards(tmp_path / "s")
+    assert got_ids.dtype == np.int64 and got_ids.tolist() == ids
+    assert got_images.shape == (8, 64, 64, 3) and got_images.dtype == np.uint8
+    for i, image, m in zip(got_ids, got_images, meta, strict=True):
+        ref = center_crop_resize(load_rgb(images / f"{i:012d}.jpg"), 64)
+        assert np.array_equal(image, np.asarray(ref))  # PNG is lossless
+        assert m["image_id"] == i and m["subsets"] == ["nature"]
+    assert [m["split"] for m in meta] == _manifest(ids).column("split").to_pylist()
+
+    streamed = list(iter_shards(tmp_path / "s"))  # webdataset path
+    assert [s[0] for s in streamed] == ids
+    assert all(np.array_equal(s[1], im) for s, im in zip(streamed, got_images))
+    assert [s[2] for s in streamed] == meta
+    urls = [str(tmp_path / "s" / name) for name in stats["shards"]]
+    assert [s[0] for s in iter_shards(urls)] == ids
+
+
+def test_shards_are_byte_identical(tmp_path: Path, images: Path) -> None:
+    manifest = _manifest(sorted(int(p.stem) for p in images.iterdir()))
+    for fmt in ("png", "jpg"):
+        a, b = tmp_path / f"a-{fmt}", tmp_path / f"b-{fmt}"
+        write_shards(manifest, images, a, size=64, shard_size=5, image_format=fmt)
+        # Shuffled input rows give the same output: samples go in image_id order.
+        shuffled = manifest.take(np.random.default_rng(0).permutation(8))
+        write_shards(shuffled, images, b, size=64, shard_size=5, image_format=fmt)
+        names = sorted(p.name for p in a.iterdir())
+        assert names == sorted(p.name for p in b.iterdir()) and len(names) == 2
+        for name in names:
+            assert (a / name).read_bytes() == (b / name).read_bytes()
+    with tarfile.open(tmp_path / "a-png" / "shard-000000.tar") as tar:
+        members = tar.getmembers()
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {
+        (0, 0, 0, "cvae", "cvae")
+    }
+    assert [m.name for m in members[:2]] == [f"{members[0].name[:12]}.json"] + [
+        f"{members[0].name[:12]}.png"
+    ]
+    ids, jpg, _ = load_shards(tmp_path / "a-jpg")
+    _, png, _ = load_shards(tmp_path / "a-png")
+    assert np.abs(jpg.astype(int) - png.astype(int)).mean() < 3  # quality 95
+
+
+def test_corrupt_and_missing_are_skipped(tmp_path: Path, images: Path) -> None:
+    ids = sorted(int(p.stem) for p in images.iterdir())
+    bad, gone = ids[2], ids[5]
+    path = images / f"{bad:012d}.jpg"
+    path.write_bytes(path.read_bytes()[:2000])  # truncated JPEG
+    (images / f"{gone:012d}.jpg").unlink()
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier run")
+    stats = write_shards(_manifest(ids), images, out, size=64, shard_size=100)
+    assert stats["written"] == 6
+    assert stats["skipped_corrupt"] == 1 and stats["skipped_corrupt_ids"] == [bad]
+    assert stats["skipped_missing"] == 1 and stats["skipped_missing_ids"] == [gone]
+    assert sorted(p.name for p in out.iterdir()) == ["shard-000000.tar"]  # swapped
+    assert sorted(load_shards(out)[0].tolist()) == sorted(set(ids) - {bad, gone})
+
+
+def test_bad_arguments(tmp_path: Path, images: Path) -> None:
+    manifest = _manifest([GRAY_ID])
+    with pytest.raises(CVAEError, match="image_format"):
+        write_shards(manifest, images, tmp_path / "s", size=64, shard_size=1,
+                     image_format="webp")  # fmt: skip
+    with pytest.raises(CVAEError, match="images folder"):
+        write_shards(manifest, tmp_path / "none", tmp_path / "s", size=64,
+                     shard_size=1)  # fmt: skip
+    with pytest.raises(CVAEError, match="no shard"):
+        (tmp_path / "empty").mkdir()
+        load_shards(tmp_path / "empty")
+
+
+def test_shard_stage_main(
+    tmp_path: Path, images: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from stages.shard import main
+
+    ids = sorted(int(p.stem) for p in images.iterdir())
+    write_manifest(tmp_path / "manifest.parquet", _manifest(ids))
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump({"size": 64, "shard": {"shard_size": 4, "image_format": "png"}})
+    )
+    out, metrics = tmp_path / "shards", tmp_path / "shard.json"
+    kwargs = dict(
+        manifest=tmp_path / "manifest.parquet",
+        images=images,
+        out=out,
+        metrics=metrics,
+        params=params,
+    )
+    main(**kwargs)
+    assert (
+        "shard: wrote 8 images at 64px (png) into 2 shards" in capsys.readouterr().out
+    )
+    m = json.loads(metrics.read_text())
+    assert m["written"] == 8 and m["shards"] == ["shard-000000.tar", "shard-000001.tar"]
+    assert load_shards(out)[1].shape == (8, 64, 64, 3)
+
+    params.write_text(
+        yaml.safe_dump({"size": 100, "shard": {"shard_size": 4, "image_format": "png"}})
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(**kwargs)
+    assert exit_info.value.code == 2
+    assert "size=100 unsupported" in capsys.readouterr().err
