@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import re
 import socket
 import sys
@@ -341,6 +342,8 @@ def load_clip(
                 image_interpolation=cfg.get("interpolation"),
                 image_resize_mode=cfg.get("resize_mode"),
             )
+            if _is_torchscript(cached):  # OpenAI's own .pt from ~/.cache/clip
+                kwargs["weights_only"] = False
         elif network_available():
             weights = tag
         else:
@@ -356,7 +359,14 @@ def load_clip(
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=weights, device="cpu", **kwargs
             )
-        except (RuntimeError, FileNotFoundError, ValueError, KeyError) as e:
+        except (
+            AssertionError,  # open_clip asserts on mismatched shapes
+            KeyError,
+            OSError,
+            RuntimeError,
+            ValueError,
+            pickle.UnpicklingError,  # weights_only refused the file
+        ) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise CVAEError(
                 f"cannot load CLIP {model_name} with pretrained={tag!r} ({msg}): "

@@ -23,6 +23,7 @@ import io
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 from pycocotools.coco import COCO
 
 from cvae.errors import CVAEError
-from cvae.io import atomic_path
+from cvae.io import atomic_path, write_json
 
 # Suggested keyword sets (params.yaml ``filter.keywords``), checked against
 # captions_val2017.json. Left out on purpose because in COCO they mostly describe
@@ -296,3 +297,38 @@ def write_manifest(path: str | os.PathLike, table: pa.Table) -> None:
     """Write the manifest table as parquet, atomically."""
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def subset_coco(
+    captions_json: str | os.PathLike,
+    images_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    image_ids: Iterable[int],
+) -> Path:
+    """Copy some images and their captions into a small COCO-format folder.
+
+    Writes ``out_dir/images/<file_name>`` and ``out_dir/captions.json`` (same
+    top-level keys, only the chosen images and their annotations). Handy for
+    tests, CI and quick local runs. Returns the new captions file.
+    """
+    wanted = {int(i) for i in image_ids}
+    with open(captions_json, encoding="utf-8") as f:
+        data = json.load(f)
+    _check_captions_format(data, Path(captions_json))
+    images = [img for img in data["images"] if int(img["id"]) in wanted]
+    absent = wanted - {int(img["id"]) for img in images}
+    if absent:
+        raise CVAEError(f"image ids {sorted(absent)} not in {captions_json}")
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    for img in images:
+        shutil.copyfile(
+            Path(images_dir) / img["file_name"], out_dir / "images" / img["file_name"]
+        )
+    subset = {
+        **data,
+        "images": images,
+        "annotations": [a for a in data["annotations"] if a["image_id"] in wanted],
+    }
+    write_json(out_dir / "captions.json", subset)
+    return out_dir / "captions.json"

@@ -92,18 +92,16 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def center_crop_resize(img: Image.Image, size: int) -> Image.Image:
     """Center square crop (side = the shorter edge), then bicubic resize to size.
 
-    The resize is PIL's antialiased convolution over the whole crop (reducing_gap
-    off), so downscaling does not alias. Returns a size x size image.
+    The crop comes first, so no pixel outside the square leaks in at the edges
+    (``Image.resize(box=...)`` would sample past the box). The resize is PIL's
+    antialiased convolution over the whole crop (``reducing_gap=None``), so
+    downscaling does not alias. Returns a size x size image.
     """
     w, h = img.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
-    return img.resize(
-        (size, size),
-        Image.Resampling.BICUBIC,
-        box=(left, top, left + side, top + side),
-        reducing_gap=None,
-    )
+    square = img.crop((left, top, left + side, top + side))
+    return square.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
 
 
 def encode_image(img: Image.Image, image_format: str) -> bytes:

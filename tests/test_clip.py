@@ -1,0 +1,275 @@
+"""CLIP wrapper: sentences, sentence-mean embeddings, weights, parquet, stage."""
+
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+import cvae.clip as clip
+from cvae.clip import (
+    ClipEncoder,
+    load_clip,
+    read_embeddings,
+    split_sentences,
+    write_embeddings,
+)
+from cvae.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
+from cvae.errors import CVAEError
+
+DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
+SAMPLE = DATA / "coco-sample"
+SMALL = "ViT-S-32-alt"  # smallest built-in open_clip config, D = 256
+TEXTS = [
+    "A cow stands in a green pasture. Two sheep graze nearby!",
+    "Hills under a grey sky",
+    "A red barn. A tractor. Is that a farmer?",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> ClipEncoder:
+    """A small config, randomly initialised (no weights exist offline)."""
+    return load_clip(SMALL, "none", "cpu", seed=0)
+
+
+def test_default_config_builds() -> None:
+    enc = load_clip("ViT-B-32", "none", "cpu", seed=0)
+    assert enc.dim == 512 and enc.device == torch.device("cpu")
+    assert not enc.model.training
+    assert enc.embed_texts(["A cow."], batch_size=1).shape == (1, 512)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("A cow. Two sheep!  Hills?", ["A cow.", "Two sheep!", "Hills?"]),
+        ("no terminator at all", ["no terminator at all"]),
+        ("  Trailing space.  ", ["Trailing space."]),
+        ("A 3.5 m wall. Then grass", ["A 3.5 m wall.", "Then grass"]),
+        ("Wait... what?", ["Wait...", "what?"]),
+        ("A cow. . ! Sheep.", ["A cow.", "Sheep."]),
+        ("...", ["..."]),
+    ],
+)
+def test_split_sentences(text: str, expected: list[str]) -> None:
+    assert split_sentences(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n"])
+def test_split_sentences_empty(text: str) -> None:
+    with pytest.raises(CVAEError, match="empty caption"):
+        split_sentences(text)
+
+
+def test_sentence_mean_matches_per_sentence_calls(encoder: ClipEncoder) -> None:
+    got = encoder.embed_texts(TEXTS, batch_size=3)  # 7 sentences, 3 batches
+    assert got.shape == (3, 256) and got.dtype == np.float32
+    ref = []
+    with torch.no_grad():
+        for text in TEXTS:
+            per_sentence = [
+                encoder.model.encode_text(encoder.tokenizer([s]))[0]
+                for s in split_sentences(text)
+            ]  # one model call per sentence
+            ref.append(torch.stack(per_sentence).mean(0).numpy())
+    np.testing.assert_allclose(got, np.stack(ref), atol=1e-5, rtol=0)
+    normed = encoder.embed_texts(TEXTS, batch_size=64, normalize=True)
+    np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(
+        normed, got / np.linalg.norm(got, axis=1, keepdims=True), atol=1e-5
+    )
+    assert encoder.embed_texts([], batch_size=4).shape == (0, 256)
+
+
+def test_embed_images_batch_invariant(encoder: ClipEncoder) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        for h, w in [(50, 80), (64, 64), (90, 40)]
+    ]
+    one = encoder.embed_images(images, batch_size=1)
+    three = encoder.embed_images(iter(images), batch_size=3)  # lazy iterable
+    assert one.shape == (3, 256) and one.dtype == np.float32
+    np.testing.assert_allclose(one, three, atol=1e-5, rtol=0)
+
+
+def test_random_init_is_seeded(
+    encoder: ClipEncoder, capsys: pytest.CaptureFixture
+) -> None:
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    same = load_clip(SMALL, "none", seed=0)
+    after = torch.rand(1)
+    assert torch.equal(before, after)  # the caller's RNG stream is untouched
+    assert "WARNING: CLIP has RANDOM weights" in capsys.readouterr().err
+    other = load_clip(SMALL, "none", seed=1)
+    assert same.random_init and same.metadata()["random_init"] is True
+    assert same.dim == 256
+    ea, eb, ec = (
+        e.embed_texts(TEXTS[:1], batch_size=2) for e in (encoder, same, other)
+    )
+    assert np.array_equal(ea, eb) and not np.allclose(ea, ec)
+
+
+def test_local_checkpoint_loads(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    src = load_clip(SMALL, "none", seed=7)
+    path = tmp_path / "clip.safetensors"
+    save_file({k: v.contiguous() for k, v in src.model.state_dict().items()}, path)
+    loaded = load_clip(SMALL, str(path), seed=0)  # seed ignored: weights loaded
+    assert not loaded.random_init and loaded.pretrained == str(path)
+    np.testing.assert_array_equal(
+        loaded.embed_texts(TEXTS, batch_size=8), src.embed_texts(TEXTS, batch_size=8)
+    )
+    with pytest.raises(CVAEError, match="check that embed.model matches"):
+        load_clip("ViT-S-32", str(path))  # wrong architecture for these weights
+
+
+def test_pretrained_errors_are_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clip, "cached_checkpoint", lambda cfg: None)
+    monkeypatch.setattr(clip, "network_available", lambda *a, **k: False)
+    start = time.monotonic()
+    with pytest.raises(CVAEError, match=r"set embed.pretrained: /path/to/file"):
+        load_clip("ViT-B-32", "openai")
+    assert time.monotonic() - start < 5
+    with pytest.raises(CVAEError, match="not found"):
+        load_clip("ViT-B-32", str(tmp_path / "missing.pt"))
+    with pytest.raises(CVAEError, match="neither a file nor a pretrained tag"):
+        load_clip("ViT-B-32", "no_such_tag")
+    with pytest.raises(CVAEError, match="unknown CLIP model"):
+        load_clip("ViT-Q-99", "none")
+    fake_jit = tmp_path / "ViT-B-32.pt"  # looks like OpenAI's TorchScript archive
+    with zipfile.ZipFile(fake_jit, "w") as z:
+        z.writestr("ViT-B-32/code/__torch__/model.py", "")
+        z.writestr("ViT-B-32/constants.pkl", b"")
+    with pytest.raises(CVAEError, match="ViT-B-32-quickgelu"):
+        load_clip("ViT-B-32", str(fake_jit))
+
+
+def test_network_probe_honours_offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert clip.network_available() is False
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    start = time.monotonic()
+    assert clip.network_available(("127.0.0.1", 9), timeout=0.5) is False
+    assert time.monotonic() - start < 2
+
+
+def test_embeddings_parquet_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((5, 7)).astype(np.float32)
+    ids = np.array([3, 3, 9, 12, 12])
+    path = tmp_path / "emb.parquet"
+    meta = {"model": "ViT-B-32", "pretrained": "none", "random_init": True}
+    write_embeddings(
+        path,
+        ids,
+        vectors,
+        extra_columns={"caption_index": [0, 1, 0, 0, 1], "caption": list("abcde")},
+        metadata=meta,
+    )
+    got_ids, got, got_meta = read_embeddings(path)
+    assert got_ids.dtype == np.int64 and got_ids.tolist() == ids.tolist()
+    assert got.dtype == np.float32 and np.array_equal(got, vectors)
+    assert got_meta == {**meta, "dim": 7}
+    schema = pq.read_schema(path)
+    assert schema.names == ["image_id", "caption_index", "caption", "embedding"]
+    emb_type = schema.field("embedding").type
+    assert pa.types.is_fixed_size_list(emb_type) and emb_type.list_size == 7
+    assert emb_type.value_type == pa.float32()
+    assert [p.name for p in tmp_path.iterdir()] == ["emb.parquet"]  # no temp left
+    with pytest.raises(ValueError):
+        write_embeddings(path, ids[:4], vectors)
+    with pytest.raises(CVAEError, match="run the embed stage"):
+        read_embeddings(tmp_path / "absent.parquet")
+    write_embeddings(tmp_path / "empty.parquet", [], np.zeros((0, 7), np.float32))
+    assert read_embeddings(tmp_path / "empty.parquet")[1].shape == (0, 7)
+
+
+@pytest.mark.skipif(
+    not (SAMPLE / "captions.json").is_file(),
+    reason=f"real COCO sample absent at {SAMPLE} (see shared/data/README.md)",
+)
+def test_embed_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from stages.embed import main
+    from stages.filter import main as filter_main
+
+    full, _ = filter_coco(
+        SAMPLE / "captions.json", None, DEFAULT_KEYWORDS, val_fraction=0.1, seed=0
+    )
+    ids = full.column("image_id").to_pylist()[:4]
+    captions = subset_coco(SAMPLE / "captions.json", SAMPLE / "images", tmp_path, ids)
+    embed = {
+        "model": SMALL,
+        "pretrained": "none",
+        "batch_size": 8,
+        "device": "auto",
+        "seed": 0,
+        "normalize": False,
+    }
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "filter": {
+                    "keywords": DEFAULT_KEYWORDS,
+                    "subsets": ["bucolic", "nature"],
+                    "val_fraction": 0.1,
+                    "seed": 0,
+                },
+                "embed": embed,
+            }
+        )
+    )
+    manifest = tmp_path / "manifest.parquet"
+    filter_main(
+        captions=captions,
+        images=tmp_path / "images",
+        out=manifest,
+        metrics=tmp_path / "filter.json",
+        params=params,
+    )
+    text_out, image_out = tmp_path / "text.parquet", tmp_path / "image.parquet"
+    metrics = tmp_path / "embed.json"
+    main(
+        manifest=manifest,
+        images=tmp_path / "images",
+        text_out=text_out,
+        image_out=image_out,
+        metrics=metrics,
+        params=params,
+    )
+    assert "embed: 20 captions" in capsys.readouterr().out
+    m = json.loads(metrics.read_text())
+    assert m["n_captions"] == 20 and m["n_images"] == 4 and m["dim"] == 256
+    assert m["n_sentences"] >= 20 and m["random_init"] is True and "WARNING" in m
+
+    text = pq.read_table(text_out).to_pylist()
+    assert [(r["image_id"], r["caption_index"]) for r in text] == [
+        (i, k) for i in sorted(ids) for k in range(5)
+    ]
+    t_ids, t_vecs, t_meta = read_embeddings(text_out)
+    assert t_vecs.shape == (20, 256) and t_meta["random_init"] is True
+    assert t_meta["kind"] == "text" and t_meta["model"] == SMALL
+    i_ids, i_vecs, i_meta = read_embeddings(image_out)
+    assert i_ids.tolist() == sorted(ids) and i_vecs.shape == (4, 256)
+    # The stored vectors are what the library gives for the same captions.
+    same = load_clip(SMALL, "none", seed=0)
+    np.testing.assert_allclose(
+        t_vecs[:5],
+        same.embed_texts([r["caption"] for r in text[:5]], batch_size=8),
+        atol=1e-5,
+    )
