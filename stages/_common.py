@@ -27,6 +27,13 @@ def load_params(section: str | None = None, path: str | Path = "params.yaml") ->
     return params[section]
 
 
+def require(params: dict, keys: tuple[str, ...], path: str | Path) -> None:
+    """Fail with one line naming the first missing top-level key."""
+    for key in keys:
+        if key not in params:
+            raise CVAEError(f"{path} has no '{key}' entry: add it (see README)")
+
+
 def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a stage ``main``: a CVAEError becomes one line on stderr and exit 2."""
 

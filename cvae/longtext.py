@@ -1,0 +1,131 @@
+"""Long-text training data: shard images joined with their CLIP conditions.
+
+Images come from the WebDataset shards (one ``size``), conditions from the
+embeddings Parquet files (independent of size). ``condition_on``:
+
+- ``text``: each image has one sentence-averaged embedding per caption; a
+  training step draws one of its captions at random (seeded), evaluation uses
+  caption 0.
+- ``image``: the CLIP image embedding of the image itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from cvae.clip import read_embeddings
+from cvae.errors import CVAEError
+from cvae.shards import load_shards
+
+CONDITION_ON = ("text", "image")
+
+
+@dataclass
+class CaptionChoice:
+    """Draw one caption embedding per image: the condition source for training.
+
+    vectors: (M, D) all caption embeddings; first: (N,) index of each image's
+    first caption in ``vectors``; count: (N,) its number of captions.
+    """
+
+    vectors: torch.Tensor
+    first: torch.Tensor
+    count: torch.Tensor
+
+    def __call__(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        u = torch.rand(len(idx), generator=gen)  # (B,)
+        pick = (u * self.count[idx]).long().clamp_max(self.count[idx] - 1)
+        return self.vectors[self.first[idx] + pick]  # (B, D)
+
+    def fixed(self) -> torch.Tensor:
+        """Caption 0 of every image, (N, D): the evaluation condition."""
+        return self.vectors[self.first]
+
+
+@dataclass
+class LongTextData:
+    """One split of the long-text data, in memory."""
+
+    ids: np.ndarray  # (N,) COCO image ids
+    images: torch.Tensor  # (N, 3, S, S) uint8
+    train_conds: CaptionChoice | torch.Tensor  # what a training step draws from
+    eval_conds: torch.Tensor  # (N, D) one fixed condition per image
+    captions: list[str]  # (N,) caption 0 of each image (for grids and reports)
+    clip: dict[str, Any] = field(default_factory=dict)  # embeddings metadata
+
+
+def _caption_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list, list, dict]:
+    """(image ids (M,), vectors (M, D), caption indices, captions, metadata)."""
+    ids, vecs, meta = read_embeddings(path)
+    t = pq.read_table(path, columns=["caption_index", "caption"])
+    index = t.column("caption_index").to_pylist()
+    return ids, vecs, index, t.column("caption").to_pylist(), meta
+
+
+def load_longtext(
+    shard_dir: str | os.PathLike,
+    text_embeddings: str | os.PathLike,
+    image_embeddings: str | os.PathLike,
+    *,
+    condition_on: str,
+    split: str | None,
+) -> LongTextData:
+    """Images of ``split`` ('train', 'val' or None for all) with their conditions.
+
+    Images lacking an embedding (e.g. unreadable originals) are dropped.
+    """
+    if condition_on not in CONDITION_ON:
+        raise CVAEError(
+            f"condition_on {condition_on!r} unknown: use one of {list(CONDITION_ON)}"
+        )
+    ids, images, metas = load_shards(shard_dir)  # (N,), (N, S, S, 3)
+    keep = [i for i, m in enumerate(metas) if split is None or m.get("split") == split]
+    if not keep:
+        raise CVAEError(
+            f"no {split} images in {shard_dir}: check filter.val_fraction and the data"
+        )
+    ids, images = ids[keep], images[keep]
+
+    cap_ids, cap_vecs, cap_idx, cap_text, clip_meta = _caption_table(text_embeddings)
+    order = np.lexsort((np.asarray(cap_idx), cap_ids))  # by image, then caption
+    cap_ids, cap_vecs = cap_ids[order], cap_vecs[order]
+    cap_text = [cap_text[i] for i in order]
+    uniq, first, count = np.unique(cap_ids, return_index=True, return_counts=True)
+    pos = {int(u): k for k, u in enumerate(uniq)}
+    if condition_on == "image":
+        img_ids, img_vecs, clip_meta = read_embeddings(image_embeddings)
+        img_pos = {int(i): k for k, i in enumerate(img_ids)}
+    else:
+        img_pos = pos
+
+    have = [k for k, i in enumerate(ids) if int(i) in pos and int(i) in img_pos]
+    if not have:
+        raise CVAEError("no image has an embedding: re-run the embed stage")
+    ids, images = ids[have], images[have]
+    rows = np.array([pos[int(i)] for i in ids])
+    choice = CaptionChoice(
+        vectors=torch.from_numpy(cap_vecs),
+        first=torch.from_numpy(first[rows]),
+        count=torch.from_numpy(count[rows]),
+    )
+    captions = [cap_text[first[r]] for r in rows]
+    if condition_on == "text":
+        train_conds: CaptionChoice | torch.Tensor = choice
+        eval_conds = choice.fixed()
+    else:
+        vecs = torch.from_numpy(img_vecs[[img_pos[int(i)] for i in ids]])
+        train_conds = eval_conds = vecs
+    return LongTextData(
+        ids=ids,
+        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        train_conds=train_conds,
+        eval_conds=eval_conds,
+        captions=captions,
+        clip=dict(clip_meta),
+    )

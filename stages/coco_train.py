@@ -1,0 +1,76 @@
+"""Stage coco_train: a CLIP-conditioned convolutional CVAE on COCO shards.
+
+Reads top-level params ``size``, ``conditioning``, ``condition_on`` and the
+section ``coco`` (model, train). The CLIP model is never called here: the
+conditions are the embed stage's Parquet vectors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import typer
+
+from cvae.checkpoint import save_model
+from cvae.longtext import load_longtext
+from cvae.models import build_model
+from cvae.train import Trainer, fingerprint, make_train_config
+from stages._common import load_params, require, stage_main
+
+
+def model_params(params: dict, cond_dim: int) -> dict:
+    """The ImageConfig dict: the coco.model section plus the top-level choices."""
+    return dict(params["coco"]["model"]) | {
+        "image_size": params["size"],
+        "conditioning": params["conditioning"],
+        "cond_dim": cond_dim,
+    }
+
+
+def train_coco(params: dict, shards: Path, text_emb: Path, image_emb: Path,
+               model_out: Path, history: Path, state: Path) -> list[dict]:
+    """Train on the 'train' split, score the 'val' split loss each epoch."""
+    tcfg = make_train_config(params["coco"]["train"])
+    on = params["condition_on"]
+    train = load_longtext(shards, text_emb, image_emb, condition_on=on, split="train")
+    val = load_longtext(shards, text_emb, image_emb, condition_on=on, split="val")
+    cond_dim = int(train.eval_conds.shape[1])
+    mp = model_params(params, cond_dim)
+    torch.manual_seed(tcfg.seed)
+    model = build_model("image", mp)
+    run_id = fingerprint("image", mp, on, vars(tcfg) | {"device": None},
+                         train.images, train.eval_conds)
+    trainer = Trainer(model, tcfg, train.images, train.train_conds, state_path=state,
+                      history_path=history, val=(val.images, val.eval_conds),
+                      run_id=run_id)
+    hist = trainer.fit()
+    clip = {k: train.clip.get(k) for k in ("model", "pretrained", "random_init",
+                                          "seed", "normalize")}
+    info = {"condition": "clip", "condition_on": on, "clip": clip,
+            "dataset": "coco", "epochs": tcfg.epochs, "n_train": len(train.ids),
+            "run_id": run_id}
+    save_model(model_out, trainer.model, "image", info)
+    state.unlink(missing_ok=True)
+    return hist
+
+
+@stage_main
+def main(
+    shards: Path = typer.Option(..., help="shard folder from the shard stage"),
+    text_emb: Path = typer.Option(..., help="caption embeddings parquet"),
+    image_emb: Path = typer.Option(..., help="image embeddings parquet"),
+    model_out: Path = typer.Option(..., help="output model .safetensors"),
+    history: Path = typer.Option(..., help="per-epoch metrics JSON (DVC plot)"),
+    state: Path = typer.Option(..., help="resume state file (kept only while running)"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+) -> None:
+    p = load_params(None, params)
+    require(p, ("size", "conditioning", "condition_on", "coco"), params)
+    hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
+    print(f"coco_train: size {p['size']} {p['conditioning']} on {p['condition_on']}, "
+          f"{len(hist)} epochs -> {model_out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
