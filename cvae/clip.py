@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.io import atomic_path
 
@@ -76,19 +77,6 @@ def split_sentences(text: str) -> list[str]:
     pieces = [p.strip() for p in _SENTENCE_END.split(stripped)]
     sentences = [p for p in pieces if any(ch.isalnum() for ch in p)]
     return sentences or [stripped]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; check an explicit choice."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise CVAEError(f"device {device!r} unknown: use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CVAEError(f"device {device!r} but no CUDA GPU here: use auto or cpu")
-    return dev
 
 
 @dataclass

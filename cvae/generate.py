@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from cvae.checkpoint import load_model
+from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.sampling import generate, save_grid
 from cvae.text import CLASS_NAMES, prompt_to_label
-from cvae.train import resolve_device
 
 
 def prompt_condition(

@@ -60,7 +60,9 @@ class LongTextData:
     clip: dict[str, Any] = field(default_factory=dict)  # embeddings metadata
 
 
-def _caption_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list, list, dict]:
+def _caption_table(
+    path: str | os.PathLike,
+) -> tuple[np.ndarray, np.ndarray, list, list, dict]:
     """(image ids (M,), vectors (M, D), caption indices, captions, metadata)."""
     ids, vecs, meta = read_embeddings(path)
     t = pq.read_table(path, columns=["caption_index", "caption"])

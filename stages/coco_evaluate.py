@@ -9,23 +9,32 @@ import typer
 
 from cvae.checkpoint import load_model
 from cvae.clip import RANDOM_INIT_WARNING, load_clip
+from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.evaluation import comparison_grid, generation_grid, reconstruction_metrics
 from cvae.io import write_json
 from cvae.longtext import load_longtext
 from cvae.sampling import save_grid
-from cvae.train import resolve_device, to_float_images
+from cvae.train import to_float_images
 from stages._common import load_params, stage_main
 
 
-def evaluate_coco(params: dict, shards: Path, text_emb: Path, image_emb: Path,
-                  model_path: Path, recon_grid: Path, gen_grid: Path) -> dict:
+def evaluate_coco(
+    params: dict,
+    shards: Path,
+    text_emb: Path,
+    image_emb: Path,
+    model_path: Path,
+    recon_grid: Path,
+    gen_grid: Path,
+) -> dict:
     """MSE/SSIM of reconstructions on 'val', a reconstruction grid and generations."""
     device = resolve_device(params.get("device", "auto"))
     model, meta = load_model(model_path, device, expect_arch="image")
     info = meta["info"]
-    val = load_longtext(shards, text_emb, image_emb,
-                        condition_on=info["condition_on"], split="val")
+    val = load_longtext(
+        shards, text_emb, image_emb, condition_on=info["condition_on"], split="val"
+    )
     if val.images.shape[-1] != meta["config"]["image_size"]:
         raise CVAEError(
             f"{model_path} is a {meta['config']['image_size']} px model but the shards "
@@ -33,33 +42,45 @@ def evaluate_coco(params: dict, shards: Path, text_emb: Path, image_emb: Path,
         )
     nrow = int(params.get("grid_n", 8))
     metrics, recons = reconstruction_metrics(
-        model, val.images, val.eval_conds,
-        batch_size=int(params.get("batch_size", 64)), keep=nrow * 2,
+        model,
+        val.images,
+        val.eval_conds,
+        batch_size=int(params.get("batch_size", 64)),
+        keep=nrow * 2,
     )
     originals = to_float_images(val.images[: len(recons)])
     save_grid(comparison_grid(originals, recons, nrow), recon_grid, nrow=nrow)
 
     clip = info["clip"]
-    enc = load_clip(clip["model"], clip["pretrained"] or "none", str(device),
-                    seed=int(clip.get("seed") or 0))
+    enc = load_clip(
+        clip["model"],
+        clip["pretrained"] or "none",
+        str(device),
+        seed=int(clip.get("seed") or 0),
+    )
     prompts = list(params.get("prompts", []))
     vecs = enc.embed_texts(prompts, normalize=bool(clip.get("normalize")))
     conds = [torch.from_numpy(v) for v in vecs]
-    save_grid(generation_grid(model, conds, nrow, seed=int(params.get("seed", 0))),
-              gen_grid, nrow=nrow)
-    metrics.update({
-        "size": meta["config"]["image_size"],
-        "conditioning": meta["config"]["conditioning"],
-        "condition_on": info["condition_on"],
-        "latent_dim": meta["config"]["latent_dim"],
-        "epochs": info.get("epochs"),
-        "n_train": info.get("n_train"),
-        "clip_model": clip["model"],
-        "clip_pretrained": clip["pretrained"],
-        "clip_random_init": bool(clip.get("random_init")),
-        "prompts": prompts,
-        "fid": None,  # offline FID: see the evaluation issue; never a fake value
-    })
+    save_grid(
+        generation_grid(model, conds, nrow, seed=int(params.get("seed", 0))),
+        gen_grid,
+        nrow=nrow,
+    )
+    metrics.update(
+        {
+            "size": meta["config"]["image_size"],
+            "conditioning": meta["config"]["conditioning"],
+            "condition_on": info["condition_on"],
+            "latent_dim": meta["config"]["latent_dim"],
+            "epochs": info.get("epochs"),
+            "n_train": info.get("n_train"),
+            "clip_model": clip["model"],
+            "clip_pretrained": clip["pretrained"],
+            "clip_random_init": bool(clip.get("random_init")),
+            "prompts": prompts,
+            "fid": None,  # offline FID: see the evaluation issue; never a fake value
+        }
+    )
     if clip.get("random_init"):
         metrics["WARNING"] = RANDOM_INIT_WARNING
     return metrics
@@ -79,8 +100,10 @@ def main(
     p = load_params("coco", params).get("evaluate", {})
     m = evaluate_coco(p, shards, text_emb, image_emb, model, recon_grid, gen_grid)
     write_json(metrics, m)
-    print(f"coco_evaluate: {m['size']} px {m['conditioning']} on {m['condition_on']}: "
-          f"MSE {m['mse']:.2f} SSIM {m['ssim']:.4f} on {m['n']} val images")
+    print(
+        f"coco_evaluate: {m['size']} px {m['conditioning']} on {m['condition_on']}: "
+        f"MSE {m['mse']:.2f} SSIM {m['ssim']:.4f} on {m['n']} val images"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,15 @@ def model_params(params: dict, cond_dim: int) -> dict:
     }
 
 
-def train_coco(params: dict, shards: Path, text_emb: Path, image_emb: Path,
-               model_out: Path, history: Path, state: Path) -> list[dict]:
+def train_coco(
+    params: dict,
+    shards: Path,
+    text_emb: Path,
+    image_emb: Path,
+    model_out: Path,
+    history: Path,
+    state: Path,
+) -> list[dict]:
     """Train on the 'train' split, score the 'val' split loss each epoch."""
     tcfg = make_train_config(params["coco"]["train"])
     on = params["condition_on"]
@@ -39,17 +46,33 @@ def train_coco(params: dict, shards: Path, text_emb: Path, image_emb: Path,
     mp = model_params(params, cond_dim)
     torch.manual_seed(tcfg.seed)
     model = build_model("image", mp)
-    run_id = fingerprint("image", mp, on, vars(tcfg) | {"device": None},
-                         train.images, train.eval_conds)
-    trainer = Trainer(model, tcfg, train.images, train.train_conds, state_path=state,
-                      history_path=history, val=(val.images, val.eval_conds),
-                      run_id=run_id)
+    run_id = fingerprint(
+        "image", mp, on, vars(tcfg) | {"device": None}, train.images, train.eval_conds
+    )
+    trainer = Trainer(
+        model,
+        tcfg,
+        train.images,
+        train.train_conds,
+        state_path=state,
+        history_path=history,
+        val=(val.images, val.eval_conds),
+        run_id=run_id,
+    )
     hist = trainer.fit()
-    clip = {k: train.clip.get(k) for k in ("model", "pretrained", "random_init",
-                                          "seed", "normalize")}
-    info = {"condition": "clip", "condition_on": on, "clip": clip,
-            "dataset": "coco", "epochs": tcfg.epochs, "n_train": len(train.ids),
-            "run_id": run_id}
+    clip = {
+        k: train.clip.get(k)
+        for k in ("model", "pretrained", "random_init", "seed", "normalize")
+    }
+    info = {
+        "condition": "clip",
+        "condition_on": on,
+        "clip": clip,
+        "dataset": "coco",
+        "epochs": tcfg.epochs,
+        "n_train": len(train.ids),
+        "run_id": run_id,
+    }
     save_model(model_out, trainer.model, "image", info)
     state.unlink(missing_ok=True)
     return hist
@@ -68,8 +91,10 @@ def main(
     p = load_params(None, params)
     require(p, ("size", "conditioning", "condition_on", "coco"), params)
     hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
-    print(f"coco_train: size {p['size']} {p['conditioning']} on {p['condition_on']}, "
-          f"{len(hist)} epochs -> {model_out}")
+    print(
+        f"coco_train: size {p['size']} {p['conditioning']} on {p['condition_on']}, "
+        f"{len(hist)} epochs -> {model_out}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ import typer
 
 from cvae import fashion
 from cvae.checkpoint import load_model
+from cvae.device import resolve_device
 from cvae.evaluation import comparison_grid, generation_grid, reconstruction_metrics
 from cvae.io import write_json
 from cvae.sampling import save_grid
-from cvae.train import resolve_device, to_float_images
+from cvae.train import to_float_images
 from stages._common import load_params, stage_main
 
 

@@ -7,7 +7,8 @@ import torch
 from cvae import fashion
 from cvae.errors import CVAEError
 from cvae.models import build_model
-from cvae.train import Trainer, TrainConfig, make_train_config, resolve_device
+from cvae.device import resolve_device
+from cvae.train import Trainer, TrainConfig, make_train_config
 
 
 def _data(tiny_fashion, n=256):
@@ -94,5 +95,5 @@ def test_device() -> None:
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(CVAEError, match="no CUDA"):
+        with pytest.raises(CVAEError, match="no CUDA GPU"):
             resolve_device("cuda")
