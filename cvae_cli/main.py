@@ -96,5 +96,59 @@ def info(model: str = typer.Argument("fashion", help="model name or path")) -> N
     sys.stdout.write("\n")
 
 
+@app.command()
+def report(
+    exp_json: Path = typer.Option(
+        None, help="saved `dvc exp show --json` output (default: run it here)"
+    ),
+    out: Path = typer.Option(None, help="write the markdown to this file"),
+    readme: Path = typer.Option(
+        None, help="replace the report section of this README (between markers)"
+    ),
+) -> None:
+    """Paper-style Table 1 and 2 of every experiment, our numbers beside the paper's."""
+    import json
+    import subprocess
+
+    from cvae.io import atomic_open
+    from cvae.report import report as make_report
+    from cvae.report import splice
+
+    try:
+        if exp_json is not None:
+            if not exp_json.is_file():
+                raise CVAEError(
+                    f"{exp_json} not found: save `dvc exp show --json` first"
+                )
+            raw = exp_json.read_text()
+        else:
+            r = subprocess.run(
+                ["dvc", "exp", "show", "--json"], capture_output=True, text=True
+            )
+            if r.returncode != 0:
+                raise CVAEError(
+                    f"`dvc exp show --json` failed: {r.stderr.strip()[:200]}"
+                )
+            raw = r.stdout
+        try:
+            md = make_report(json.loads(raw))
+        except json.JSONDecodeError as e:
+            raise CVAEError(f"experiment JSON is not valid ({e}): re-create it") from e
+        if readme is not None:
+            try:
+                text = splice(readme.read_text(), md.rstrip("\n"))
+            except (OSError, ValueError) as e:
+                raise CVAEError(f"cannot update {readme}: {e}") from e
+            with atomic_open(readme) as f:
+                f.write(text)
+        if out is not None:
+            with atomic_open(out) as f:
+                f.write(md)
+    except CVAEError as e:
+        _fail(e)
+    if out is None and readme is None:
+        typer.echo(md)
+
+
 if __name__ == "__main__":
     app()
