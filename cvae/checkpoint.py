@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +71,18 @@ def load_model(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
     *,
-    expect_arch: str | None = None,
+    expect_arch: str | tuple[str, ...] | None = None,
 ) -> tuple[ConditionalVAE, dict[str, Any]]:
-    """Rebuild a model from its file alone; returns (model in eval mode, metadata)."""
+    """Rebuild a model from its file alone; returns (model in eval mode, metadata).
+
+    ``expect_arch``: the arch (or archs) the caller can use; any other is refused.
+    """
     meta = read_metadata(path)
-    if expect_arch is not None and meta["arch"] != expect_arch:
-        raise CVAEError(
-            f"{path} holds a {meta['arch']!r} model, expected {expect_arch!r}"
-        )
+    if expect_arch is not None:
+        allowed = (expect_arch,) if isinstance(expect_arch, str) else expect_arch
+        if meta["arch"] not in allowed:
+            want = " or ".join(repr(a) for a in allowed)
+            raise CVAEError(f"{path} holds a {meta['arch']!r} model, expected {want}")
     try:
         model = build_model(meta["arch"], meta["config"])
     except (TypeError, ValueError) as e:
@@ -105,6 +110,16 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure means "do not resume"
+        # torch's weights_only refusal is a dozen lines with colour codes: keep
+        # one line, naming the global the file wanted to call.
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        why = (
+            f"it calls {refused.group(1)}, refused without running it"
+            if refused
+            else (lines[0] if lines else type(e).__name__)
+        )
         raise CVAEError(
-            f"resume checkpoint {path} is unreadable ({e}): delete it"
+            f"resume checkpoint {path} is unreadable ({why}): delete it"
         ) from e

@@ -60,3 +60,35 @@ def generation_grid(
     return torch.cat(
         [generate(model, c, n, seed=seed + i) for i, c in enumerate(conds)]
     )
+
+
+def fid_to_reference(
+    fid: Any, reference: tuple[Any, Any], images: torch.Tensor
+) -> float:
+    """FID of ``images`` (N, C, H, W) against saved real statistics (mu, sigma).
+
+    ``fid`` is a :class:`cvae.fid.FID`; its fake-image state is reset first.
+    """
+    from cvae.fid import frechet_distance
+
+    fid.reset(keep_real=True)
+    fid.update(images, real=False)
+    return frechet_distance(*reference, *fid.stats(real=False))
+
+
+@torch.no_grad()
+def generate_per_condition(
+    model: ConditionalVAE,
+    conds: list[torch.Tensor],
+    n_per: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """n_per samples for each condition, (len(conds) * n_per, C, H, W) on CPU."""
+    out = []
+    for i, c in enumerate(conds):
+        for j, start in enumerate(range(0, n_per, batch_size)):
+            n = min(batch_size, n_per - start)
+            out.append(generate(model, c, n, seed=seed + 1000 * i + j))
+    return torch.cat(out)

@@ -4,7 +4,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from cvae.checkpoint import load_model, load_state, read_metadata, save_model, save_state
+from cvae.checkpoint import (
+    load_model,
+    load_state,
+    read_metadata,
+    save_model,
+    save_state,
+)
 from cvae.errors import CVAEError
 from cvae.models import build_model
 
@@ -47,8 +53,16 @@ def test_tampered_config_is_refused(saved, tmp_path) -> None:
     state = load_file(str(path))
     cfg = meta["config"] | {"latent_dim": 16}  # config no longer matches the weights
     bad = tmp_path / "bad.safetensors"
-    save_file(state, str(bad), metadata={"format": "cvae-model-v1", "arch": "conv",
-                                          "config": json.dumps(cfg), "info": "{}"})
+    save_file(
+        state,
+        str(bad),
+        metadata={
+            "format": "cvae-model-v1",
+            "arch": "conv",
+            "config": json.dumps(cfg),
+            "info": "{}",
+        },
+    )
     with pytest.raises(CVAEError, match="weights do not match its config"):
         load_model(bad)
     with pytest.raises(CVAEError, match="holds a 'conv' model, expected 'fc'"):

@@ -1,4 +1,4 @@
-"""Tiny end-to-end long-text run: filter -> shard -> embed -> train -> evaluate -> CLI."""
+"""Tiny end-to-end long-text run: filter, shard, embed, train, evaluate, CLI."""
 
 from __future__ import annotations
 
@@ -23,8 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_coco(coco_sample, tmp_path_factory) -> Path:
     """16 real bucolic/nature images of the COCO sample, in COCO format."""
-    table, _ = filter_coco(coco_sample / "captions.json", coco_sample / "images",
-                           DEFAULT_KEYWORDS, val_fraction=0.2, seed=0)
+    table, _ = filter_coco(
+        coco_sample / "captions.json",
+        coco_sample / "images",
+        DEFAULT_KEYWORDS,
+        val_fraction=0.2,
+        seed=0,
+    )
     ids = table.column("image_id").to_pylist()[:16]
     out = tmp_path_factory.mktemp("coco")
     subset_coco(coco_sample / "captions.json", coco_sample / "images", out, ids)
@@ -38,30 +43,57 @@ def tiny_params(path: Path, **top) -> Path:
     p["embed"].update(model="ViT-S-32-alt", device="cpu", batch_size=32)
     p["coco"]["model"].update(base_channels=4, latent_dim=8, embed_dim=16)
     p["coco"]["train"].update(epochs=2, batch_size=8, device="cpu")
-    p["coco"]["evaluate"].update(device="cpu", grid_n=4, prompts=p["coco"]["evaluate"]
-                                 ["prompts"][:2])
+    p["coco"]["evaluate"].update(
+        device="cpu", grid_n=4, prompts=p["coco"]["evaluate"]["prompts"][:2]
+    )
     path.write_text(yaml.safe_dump(p))
     return path
 
 
-@pytest.mark.parametrize("conditioning, condition_on", [("concat", "text"),
-                                                         ("add", "image")])
+@pytest.mark.parametrize(
+    "conditioning, condition_on", [("concat", "text"), ("add", "image")]
+)
 def test_long_text_end_to_end(tiny_coco, tmp_path, conditioning, condition_on) -> None:
-    params = tiny_params(tmp_path / "params.yaml", size=64, conditioning=conditioning,
-                         condition_on=condition_on)
+    params = tiny_params(
+        tmp_path / "params.yaml",
+        size=64,
+        conditioning=conditioning,
+        condition_on=condition_on,
+    )
     d, m = tmp_path / "data", tmp_path / "metrics"
-    filter.main(captions=tiny_coco / "captions.json", images=tiny_coco / "images",
-                out=d / "manifest.parquet", metrics=m / "filter.json", params=params)
-    shard.main(manifest=d / "manifest.parquet", images=tiny_coco / "images",
-               out=d / "shards", metrics=m / "shard.json", params=params)
-    embed.main(manifest=d / "manifest.parquet", images=tiny_coco / "images",
-               text_out=d / "text.parquet", image_out=d / "image.parquet",
-               metrics=m / "embed.json", params=params)
+    filter.main(
+        captions=tiny_coco / "captions.json",
+        images=tiny_coco / "images",
+        out=d / "manifest.parquet",
+        metrics=m / "filter.json",
+        params=params,
+    )
+    shard.main(
+        manifest=d / "manifest.parquet",
+        images=tiny_coco / "images",
+        out=d / "shards",
+        metrics=m / "shard.json",
+        params=params,
+    )
+    embed.main(
+        manifest=d / "manifest.parquet",
+        images=tiny_coco / "images",
+        text_out=d / "text.parquet",
+        image_out=d / "image.parquet",
+        metrics=m / "embed.json",
+        params=params,
+    )
     assert json.loads((m / "embed.json").read_text())["random_init"] is True
 
-    coco_train.main(shards=d / "shards", text_emb=d / "text.parquet",
-                    image_emb=d / "image.parquet", model_out=d / "model.safetensors",
-                    history=tmp_path / "h.json", state=d / "resume.pt", params=params)
+    coco_train.main(
+        shards=d / "shards",
+        text_emb=d / "text.parquet",
+        image_emb=d / "image.parquet",
+        model_out=d / "model.safetensors",
+        history=tmp_path / "h.json",
+        state=d / "resume.pt",
+        params=params,
+    )
     model, meta = load_model(d / "model.safetensors")
     assert meta["config"]["image_size"] == 64
     assert meta["config"]["conditioning"] == conditioning
@@ -69,20 +101,39 @@ def test_long_text_end_to_end(tiny_coco, tmp_path, conditioning, condition_on) -
     assert meta["config"]["cond_dim"] == 256  # ViT-S-32-alt width
     assert len(json.loads((tmp_path / "h.json").read_text())) == 2
 
-    coco_evaluate.main(shards=d / "shards", text_emb=d / "text.parquet",
-                       image_emb=d / "image.parquet", model=d / "model.safetensors",
-                       metrics=m / "coco.json", recon_grid=tmp_path / "r.png",
-                       gen_grid=tmp_path / "g.png", params=params)
+    coco_evaluate.main(
+        shards=d / "shards",
+        text_emb=d / "text.parquet",
+        image_emb=d / "image.parquet",
+        model=d / "model.safetensors",
+        metrics=m / "coco.json",
+        recon_grid=tmp_path / "r.png",
+        gen_grid=tmp_path / "g.png",
+        params=params,
+    )
     res = json.loads((m / "coco.json").read_text())
     assert res["n"] >= 1 and 0 < res["mse"] < 64 * 64 * 3 and -1 <= res["ssim"] <= 1
     assert res["clip_random_init"] is True and "WARNING" in res
     assert Image.open(tmp_path / "g.png").size == (4 * 66 + 2, 2 * 66 + 2)
 
     out = tmp_path / "cows.png"
-    r = CliRunner().invoke(app, [
-        "generate", "Cows grazing on a green hillside. The sky is blue.",
-        "--model", str(d / "model.safetensors"), "--n", "4", "--seed", "0",
-        "--out", str(out), "--device", "cpu"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "Cows grazing on a green hillside. The sky is blue.",
+            "--model",
+            str(d / "model.safetensors"),
+            "--n",
+            "4",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert Image.open(out).size == (4 * 66 + 2, 66 + 2)
     assert "randomly initialised" in r.output
@@ -90,8 +141,9 @@ def test_long_text_end_to_end(tiny_coco, tmp_path, conditioning, condition_on) -
 
 def test_caption_choice_draws_each_images_own_captions() -> None:
     vecs = torch.arange(7, dtype=torch.float32)[:, None]  # caption k has value k
-    choice = CaptionChoice(vectors=vecs, first=torch.tensor([0, 3, 5]),
-                           count=torch.tensor([3, 2, 2]))
+    choice = CaptionChoice(
+        vectors=vecs, first=torch.tensor([0, 3, 5]), count=torch.tensor([3, 2, 2])
+    )
     gen = torch.Generator().manual_seed(0)
     seen: dict[int, set] = {0: set(), 1: set(), 2: set()}
     for _ in range(50):

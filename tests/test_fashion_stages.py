@@ -29,18 +29,29 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
 
     model = tmp_path / "data" / arch / "model.safetensors"
     state = tmp_path / "data" / arch / "resume.pt"
-    fashion_train.main(arch=arch, data=ds, model_out=model,
-                       history=tmp_path / "h.json", state=state, params=params_file)
+    fashion_train.main(
+        arch=arch,
+        data=ds,
+        model_out=model,
+        history=tmp_path / "h.json",
+        state=state,
+        params=params_file,
+    )
     assert model.exists() and not state.exists()
     hist = json.loads((tmp_path / "h.json").read_text())
     assert len(hist) == 1 and {"loss", "recon", "kl", "val_loss"} <= set(hist[0])
 
     metrics = tmp_path / "m.json"
-    fashion_evaluate.main(data=ds, model=model, metrics=metrics,
-                          recon_grid=tmp_path / "r.png", gen_grid=tmp_path / "g.png",
-                          params=params_file)
+    fashion_evaluate.main(
+        data=ds,
+        model=model,
+        metrics=metrics,
+        recon_grid=tmp_path / "r.png",
+        gen_grid=tmp_path / "g.png",
+        params=params_file,
+    )
     m = json.loads(metrics.read_text())
-    assert m["n"] == 256 and m["arch"] == arch and m["fid"] is None
+    assert m["n"] == 256 and m["arch"] == arch and m["fid_recon"] is None
     assert 0 < m["mse"] < 784 and -1 <= m["ssim"] <= 1
     assert Image.open(tmp_path / "g.png").size == (10 * 30 + 2, 10 * 30 + 2)
 
@@ -49,8 +60,21 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
     outs = []
     for seed in (0, 0, 1):
         out = tmp_path / f"gen{len(outs)}.png"
-        r = runner.invoke(app, ["generate", "Make a dress", "--model", str(model),
-                                "--n", "4", "--seed", str(seed), "--out", str(out)])
+        r = runner.invoke(
+            app,
+            [
+                "generate",
+                "Make a dress",
+                "--model",
+                str(model),
+                "--n",
+                "4",
+                "--seed",
+                str(seed),
+                "--out",
+                str(out),
+            ],
+        )
         assert r.exit_code == 0, r.output
         assert "Dress" in r.output
         outs.append(out.read_bytes())
@@ -72,6 +96,7 @@ def test_cli_errors(tmp_path) -> None:
     runner = CliRunner()
     r = runner.invoke(app, ["generate", "a dress", "--model", "nope"])
     assert r.exit_code == 2 and "unknown model 'nope'" in r.output
-    r = runner.invoke(app, ["generate", "a dress", "--model",
-                            str(tmp_path / "x.safetensors")])
+    r = runner.invoke(
+        app, ["generate", "a dress", "--model", str(tmp_path / "x.safetensors")]
+    )
     assert r.exit_code == 2 and "not found" in r.output

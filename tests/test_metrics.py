@@ -46,9 +46,9 @@ def naive_ssim(a: np.ndarray, b: np.ndarray, k: int = 11, sigma: float = 1.5) ->
 def _pair(c: int, size: int, n: int = 3):
     g = torch.Generator().manual_seed(c * 100 + size)
     x = torch.rand(n, c, size, size, generator=g, dtype=torch.float64)
-    y = (x + 0.2 * torch.randn(n, c, size, size, generator=g, dtype=torch.float64)).clamp(
-        0, 1
-    )
+    y = (
+        x + 0.2 * torch.randn(n, c, size, size, generator=g, dtype=torch.float64)
+    ).clamp(0, 1)
     return x, y
 
 

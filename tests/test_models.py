@@ -10,11 +10,24 @@ from cvae.models import build_model, make_config
 CASES = [
     ("fc", {}, (1, 28, 28), "label"),
     ("conv", {}, (1, 28, 28), "label"),
-    ("image", {"image_size": 64, "base_channels": 8, "latent_dim": 16}, (3, 64, 64), "vec"),
-    ("image", {"image_size": 128, "base_channels": 4, "latent_dim": 16}, (3, 128, 128),
-     "vec"),
-    ("image", {"image_size": 256, "base_channels": 2, "latent_dim": 16}, (3, 256, 256),
-     "vec"),
+    (
+        "image",
+        {"image_size": 64, "base_channels": 8, "latent_dim": 16},
+        (3, 64, 64),
+        "vec",
+    ),
+    (
+        "image",
+        {"image_size": 128, "base_channels": 4, "latent_dim": 16},
+        (3, 128, 128),
+        "vec",
+    ),
+    (
+        "image",
+        {"image_size": 256, "base_channels": 2, "latent_dim": 16},
+        (3, 256, 256),
+        "vec",
+    ),
 ]
 
 

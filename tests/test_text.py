@@ -47,8 +47,10 @@ def test_each_word_has_one_class() -> None:
     assert prompt_to_label("shirt") == 6
 
 
-@pytest.mark.parametrize("prompt", ["cowboy", "topology", "bagel", "bootstrap", "coats-"
-                                    "of-arms", "dressing room"])
+@pytest.mark.parametrize(
+    "prompt",
+    ["cowboy", "topology", "bagel", "bootstrap", "coats-of-arms", "dressing room"],
+)
 def test_whole_words_only(prompt: str) -> None:
     with pytest.raises(CVAEError, match="no Fashion-MNIST class"):
         prompt_to_label(prompt)
@@ -81,4 +83,7 @@ def test_unknown_lists_known_words() -> None:
 
 
 def test_find_classes_positions() -> None:
-    assert find_classes("T-shirt and ankle boots") == [("T-shirt", 0), ("ankle boots", 9)]
+    assert find_classes("T-shirt and ankle boots") == [
+        ("T-shirt", 0),
+        ("ankle boots", 9),
+    ]

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from cvae import fashion
+from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.models import build_model
-from cvae.device import resolve_device
-from cvae.train import Trainer, TrainConfig, make_train_config
+from cvae.train import TrainConfig, Trainer, make_train_config
 
 
 def _data(tiny_fashion, n=256):
@@ -23,8 +23,16 @@ def _train(tiny_fashion, tmp_path, epochs, name="s.pt", **kw):
     torch.manual_seed(0)
     model = build_model("fc", {"hidden_dims": [64, 32], "latent_dim": 8})
     cfg = TrainConfig(epochs=epochs, batch_size=32, device="cpu", **kw)
-    t = Trainer(model, cfg, x, y, state_path=tmp_path / name,
-                history_path=tmp_path / "h.json", run_id="run", log=lambda s: None)
+    t = Trainer(
+        model,
+        cfg,
+        x,
+        y,
+        state_path=tmp_path / name,
+        history_path=tmp_path / "h.json",
+        run_id="run",
+        log=lambda s: None,
+    )
     return t, t.fit()
 
 
@@ -47,8 +55,9 @@ def test_resume_equals_uninterrupted(tiny_fashion, tmp_path) -> None:
     _train(tiny_fashion, tmp_path / "cut", 2)
     resumed, hist = _train(tiny_fashion, tmp_path / "cut", 3)
     assert resumed.start_epoch == 2 and len(hist) == 3
-    for va, vb in zip(full.model.state_dict().values(),
-                      resumed.model.state_dict().values()):
+    for va, vb in zip(
+        full.model.state_dict().values(), resumed.model.state_dict().values()
+    ):
         assert torch.equal(va, vb)
     assert hist[-1]["loss"] == hist_full[-1]["loss"]
 
@@ -59,18 +68,34 @@ def test_state_of_another_run_is_ignored(tiny_fashion, tmp_path) -> None:
     assert not t.try_resume()
 
 
-def test_nan_stops_with_the_step_and_keeps_the_last_state(tiny_fashion, tmp_path) -> None:
+def test_nan_stops_with_the_step_and_keeps_the_last_state(
+    tiny_fashion, tmp_path
+) -> None:
     x, y = _data(tiny_fashion)
     torch.manual_seed(0)
     model = build_model("fc", {"hidden_dims": [64, 32], "latent_dim": 8})
     state = tmp_path / "s.pt"
-    Trainer(model, TrainConfig(epochs=1, batch_size=32, device="cpu"), x, y,
-            state_path=state, run_id="r", log=lambda s: None).fit()
+    Trainer(
+        model,
+        TrainConfig(epochs=1, batch_size=32, device="cpu"),
+        x,
+        y,
+        state_path=state,
+        run_id="r",
+        log=lambda s: None,
+    ).fit()
     saved = state.read_bytes()
     with torch.no_grad():
         model.fc_mu.weight[0, 0] = math.nan  # poison the weights
-    t = Trainer(model, TrainConfig(epochs=2, batch_size=32, device="cpu"), x, y,
-                state_path=state, run_id="r2", log=lambda s: None)
+    t = Trainer(
+        model,
+        TrainConfig(epochs=2, batch_size=32, device="cpu"),
+        x,
+        y,
+        state_path=state,
+        run_id="r2",
+        log=lambda s: None,
+    )
     with pytest.raises(CVAEError, match=r"non-finite loss \(nan\) at epoch 1 step 1"):
         t.fit()
     assert state.read_bytes() == saved
@@ -93,7 +118,9 @@ def test_bad_train_params(params, msg) -> None:
 
 def test_device() -> None:
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("auto").type == (
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
     if not torch.cuda.is_available():
         with pytest.raises(CVAEError, match="no CUDA GPU"):
             resolve_device("cuda")
