@@ -12,8 +12,9 @@ converted for StyleGAN3, 2048-d pool features, no classifier head):
    torch-fidelity's ``FeatureExtractorInceptionV3`` state dict (the fc layer is
    zero-filled: only the 2048-d pool features are defined);
 3. ``check_against_torchscript`` compares the two models' features;
-4. ``FID`` computes FID with torchmetrics on that file; building it never
-   reaches the network.
+4. ``FID`` extracts features and keeps running sums with torchmetrics on that
+   file (building it never reaches the network) and computes the distance
+   with ``frechet_distance``.
 
 Input convention (read from the TorchScript code and fid-helper's
 ``extract_feats``): the TorchScript net takes float (N, 3, 299, 299) in
@@ -239,12 +240,14 @@ def load_inception(weights: Path, *, antialias: bool = True) -> torch.nn.Module:
 
     weights = _existing_weights(weights)
     with _no_weight_download(_download_error()):
-        return NoTrainInceptionV3(
+        model = NoTrainInceptionV3(
             name="inception-v3-compat",
             features_list=[str(FEATURE_DIM)],
             feature_extractor_weights_path=str(weights),
             antialias=antialias,
         )
+    # NHWC convolutions: ~1.4x faster on CPU; features move by ~1e-6.
+    return model.to(memory_format=torch.channels_last)
 
 
 def _existing_weights(weights: Path) -> Path:
@@ -307,6 +310,12 @@ def check_against_torchscript(
     return float((ours - ref.reshape(len(x), -1)).abs().max())
 
 
+def _drop_roundoff(eigvals: np.ndarray) -> np.ndarray:
+    """Zero the eigenvalues (D,) that are round-off: below D * eps * max."""
+    tol = eigvals.size * np.finfo(np.float64).eps * max(float(eigvals.max()), 0.0)
+    return np.where(eigvals > tol, eigvals, 0.0)
+
+
 def frechet_distance(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
 ) -> float:
@@ -315,7 +324,10 @@ def frechet_distance(
     d^2 = |mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)),
     mu (D,), sigma (D, D) symmetric PSD. tr((s1 s2)^(1/2)) is computed as the sum
     of sqrt-eigenvalues of the symmetric PSD s1^(1/2) s2 s1^(1/2) (same spectrum
-    as s1 s2), in float64; round-off negative eigenvalues are clipped to 0.
+    as s1 s2), in float64. Eigenvalues below round-off (D * eps * the largest)
+    count as 0: with fewer samples than D the covariances are singular, and the
+    square roots of their round-off eigenvalues would otherwise add up to ~1e-3
+    (FID of a set with itself would come out as -1e-3 rather than 0).
     """
     mu1, mu2 = (np.asarray(m, dtype=np.float64).reshape(-1) for m in (mu1, mu2))
     s1, s2 = (np.asarray(s, dtype=np.float64) for s in (sigma1, sigma2))
@@ -329,10 +341,10 @@ def frechet_distance(
             f"sigma2 {s2.shape} do not agree"
         )
     s1, s2 = (s1 + s1.T) / 2, (s2 + s2.T) / 2
-    w, v = np.linalg.eigh(s1)
-    s1_half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # (D, D)
-    m = s1_half @ s2 @ s1_half
-    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    w, v = np.linalg.eigh(s1)  # (D,), (D, D)
+    s1_half = (v * np.sqrt(_drop_roundoff(w))) @ v.T  # (D, D)
+    m = s1_half @ s2 @ s1_half  # (D, D), symmetric PSD
+    tr_covmean = np.sqrt(_drop_roundoff(np.linalg.eigvalsh((m + m.T) / 2))).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
@@ -341,8 +353,10 @@ class FID:
     """FID between a real and a fake image set, fully offline.
 
     Wraps ``torchmetrics.image.fid.FrechetInceptionDistance(feature=2048,
-    feature_extractor_weights_path=weights, normalize=False)``. Images are fed in
-    batches of ``batch_size`` to bound memory; running sums live in float64.
+    feature_extractor_weights_path=weights, normalize=False)``, which extracts
+    the features and keeps float64 running sums; ``compute`` applies
+    ``frechet_distance`` to them. Images are fed in batches of ``batch_size`` to
+    bound memory. ``antialias`` is the resize to 299 (see ``load_inception``).
 
     >>> fid = FID("data/fid/inception-2015-12-05.pth")
     >>> fid.update(real_images, real=True)   # (N, C, H, W) uint8 or [0, 1] float
@@ -371,6 +385,7 @@ class FID:
                 antialias=antialias,
                 reset_real_features=True,
             ).to(self.device)
+        self.metric.inception.to(memory_format=torch.channels_last)  # faster
 
     @torch.no_grad()
     def update(self, images: Tensor, real: bool) -> None:
@@ -387,14 +402,29 @@ class FID:
     def n_fake(self) -> int:
         return int(self.metric.fake_features_num_samples)
 
+    def stats(self, real: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Feature mean (D,) and unbiased covariance (D, D), float64."""
+        m = self.metric
+        if real:
+            n, total, outer = self.n_real, m.real_features_sum, m.real_features_cov_sum
+        else:
+            n, total, outer = self.n_fake, m.fake_features_sum, m.fake_features_cov_sum
+        if n < 2:
+            kind = "real" if real else "fake"
+            raise ValueError(f"FID needs >= 2 {kind} images, got {n}")
+        mu = total.double().cpu() / n  # (D,)
+        sigma = (outer.double().cpu() - n * torch.outer(mu, mu)) / (n - 1)  # (D, D)
+        return mu.numpy(), sigma.numpy()
+
     def compute(self) -> float:
-        """FID of the images added so far (needs at least 2 real and 2 fake)."""
-        if self.n_real < 2 or self.n_fake < 2:
-            raise ValueError(
-                f"FID needs >= 2 real and >= 2 fake images, got {self.n_real} "
-                f"and {self.n_fake}"
-            )
-        return float(self.metric.compute())
+        """FID of the images added so far (needs at least 2 real and 2 fake).
+
+        Same statistics as torchmetrics' ``compute``, but the distance is
+        ``frechet_distance``: symmetric eigendecompositions instead of its
+        general ``eigvals`` of a 2048 x 2048 product (faster on CPU), a float64
+        result instead of float32, and FID(x, x) ~ 1e-13 instead of ~-1e-4.
+        """
+        return frechet_distance(*self.stats(real=True), *self.stats(real=False))
 
     def reset(self, *, keep_real: bool = False) -> None:
         """Forget the fake images (and the real ones unless ``keep_real``)."""
