@@ -428,7 +428,14 @@ def read_embeddings(
     path = Path(path)
     if not path.is_file():
         raise CVAEError(f"embeddings {path} not found: run the embed stage first")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CVAEError(
+            f"embeddings {path} are not a readable parquet file ({first}): "
+            "re-run the embed stage"
+        ) from None
     if "embedding" not in table.column_names or "image_id" not in table.column_names:
         raise CVAEError(f"{path} is not an embeddings file: re-run the embed stage")
     raw = (table.schema.metadata or {}).get(METADATA_KEY, b"{}")

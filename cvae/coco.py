@@ -284,7 +284,14 @@ def read_manifest(path: str | os.PathLike) -> pa.Table:
     path = Path(path)
     if not path.is_file():
         raise CVAEError(f"manifest {path} not found: run the filter stage first")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CVAEError(
+            f"manifest {path} is not a readable parquet file ({first}): "
+            "re-run the filter stage"
+        ) from None
     missing = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
     if missing:
         raise CVAEError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -85,5 +86,11 @@ def load_dataset(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise CVAEError(f"{path} not found: run `dvc repro` to build it")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise CVAEError(
+            f"{path} is not a readable .npz ({type(e).__name__}: {e}): delete it "
+            "and re-run `dvc repro`"
+        ) from None

@@ -143,7 +143,8 @@ def write_shards(
     """Write the manifest's images as size x size WebDataset shards in out_dir.
 
     The folder is built under a temporary name and swapped in at the end, so a
-    crash never leaves half a shard set. Unreadable images are skipped.
+    crash never leaves half a shard set. Unreadable images are skipped; when no
+    image at all can be read, CVAEError is raised and out_dir is left as it was.
 
     Args:
         manifest: table with image_id, file_name, split, subsets (N rows).
@@ -219,6 +220,12 @@ def write_shards(
                 written += 1
         finally:
             writer.close()
+        if written == 0:  # raised inside atomic_dir: the old out_dir stays as it was
+            raise CVAEError(
+                f"none of the {len(rows)} manifest images could be read from "
+                f"{images_dir} ({len(corrupt)} corrupt, {len(missing)} missing): "
+                f"check --images; {out_dir} was left unchanged"
+            )
         shards = sorted(p.name for p in tmp.glob("shard-*.tar"))
     return {
         "written": written,

@@ -63,12 +63,12 @@ def _pattern() -> tuple[re.Pattern[str], dict[str, int]]:
 
 
 def _canonical(match: str, word_to_label: dict[str, int]) -> int:
-    """Label of a matched span, undoing plural and separator variations."""
-    key = re.sub(r"[\s-]+", " ", match.lower())
-    for cand in (key, key[:-1], key[:-2]):
-        for word, label in word_to_label.items():
-            if re.sub(r"[\s-]+", " ", word) == cand:
-                return label
+    """Label of a matched span: the first word (longest first) whose own pattern
+    matches the whole span, under the same case folding as the search ('ſ' is
+    's', 'K' is 'k' for ``re.IGNORECASE``, which ``str.lower`` does not undo)."""
+    for word in sorted(word_to_label, key=len, reverse=True):
+        if re.fullmatch(_plural(word), match, re.IGNORECASE):
+            return word_to_label[word]
     raise AssertionError(f"matched {match!r} but found no label")  # pragma: no cover
 
 

@@ -18,8 +18,15 @@ def load_params(section: str | None = None, path: str | Path = "params.yaml") ->
     path = Path(path)
     if not path.exists():
         raise CVAEError(f"{path} not found: run the stage from the project root")
-    with open(path) as f:
-        params = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            params = yaml.safe_load(f) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise CVAEError(f"{path} is not valid YAML{at}: fix it") from None
+    if not isinstance(params, dict):
+        raise CVAEError(f"{path} is not a YAML mapping of sections: fix it")
     if section is None:
         return params
     if section not in params:

@@ -28,10 +28,15 @@ def evaluate_coco(
     recon_grid: Path,
     gen_grid: Path,
 ) -> dict:
-    """MSE/SSIM of reconstructions on 'val', a reconstruction grid and generations."""
+    """MSE/SSIM of reconstructions on 'val', a reconstruction grid and generations.
+
+    Everything that can fail (model, data, CLIP) is checked before the first
+    output is written, so a failing run leaves the previous outputs unchanged.
+    """
     device = resolve_device(params.get("device", "auto"))
     model, meta = load_model(model_path, device, expect_arch="image")
     info = meta["info"]
+    cond_dim = int(meta["config"]["cond_dim"])
     val = load_longtext(
         shards, text_emb, image_emb, condition_on=info["condition_on"], split="val"
     )
@@ -40,6 +45,28 @@ def evaluate_coco(
             f"{model_path} is a {meta['config']['image_size']} px model but the shards "
             f"hold {val.images.shape[-1]} px images: re-run `dvc repro`"
         )
+    if val.eval_conds.shape[1] != cond_dim:
+        raise CVAEError(
+            f"{model_path} takes {cond_dim}-d conditions but the embeddings hold "
+            f"{val.eval_conds.shape[1]}-d vectors: re-run `dvc repro`"
+        )
+
+    clip = info["clip"]
+    enc = load_clip(
+        clip["model"],
+        clip["pretrained"] or "none",
+        str(device),
+        seed=int(clip.get("seed") or 0),
+    )
+    if enc.dim != cond_dim:
+        raise CVAEError(
+            f"CLIP {clip['model']} gives {enc.dim}-d vectors but {model_path} takes "
+            f"{cond_dim}-d conditions: retrain the model (dvc repro)"
+        )
+    prompts = list(params.get("prompts", []))
+    vecs = enc.embed_texts(prompts, normalize=bool(clip.get("normalize")))
+    conds = [torch.from_numpy(v) for v in vecs]
+
     nrow = int(params.get("grid_n", 8))
     metrics, recons = reconstruction_metrics(
         model,
@@ -49,23 +76,9 @@ def evaluate_coco(
         keep=nrow * 2,
     )
     originals = to_float_images(val.images[: len(recons)])
+    gen = generation_grid(model, conds, nrow, seed=int(params.get("seed", 0)))
     save_grid(comparison_grid(originals, recons, nrow), recon_grid, nrow=nrow)
-
-    clip = info["clip"]
-    enc = load_clip(
-        clip["model"],
-        clip["pretrained"] or "none",
-        str(device),
-        seed=int(clip.get("seed") or 0),
-    )
-    prompts = list(params.get("prompts", []))
-    vecs = enc.embed_texts(prompts, normalize=bool(clip.get("normalize")))
-    conds = [torch.from_numpy(v) for v in vecs]
-    save_grid(
-        generation_grid(model, conds, nrow, seed=int(params.get("seed", 0))),
-        gen_grid,
-        nrow=nrow,
-    )
+    save_grid(gen, gen_grid, nrow=nrow)
     metrics.update(
         {
             "size": meta["config"]["image_size"],

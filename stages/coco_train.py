@@ -13,6 +13,7 @@ import torch
 import typer
 
 from cvae.checkpoint import save_model
+from cvae.errors import CVAEError
 from cvae.longtext import load_longtext
 from cvae.models import build_model
 from cvae.train import Trainer, fingerprint, make_train_config
@@ -46,6 +47,11 @@ def train_coco(
     mp = model_params(params, cond_dim)
     torch.manual_seed(tcfg.seed)
     model = build_model("image", mp)
+    if train.images.shape[-1] != mp["image_size"]:
+        raise CVAEError(
+            f"params size={mp['image_size']} but {shards} holds "
+            f"{train.images.shape[-1]} px images: re-run the shard stage (dvc repro)"
+        )
     run_id = fingerprint(
         "image", mp, on, vars(tcfg) | {"device": None}, train.images, train.eval_conds
     )
