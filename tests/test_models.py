@@ -24,7 +24,7 @@ CASES = [
     ),
     (
         "image",
-        {"image_size": 256, "base_channels": 2, "latent_dim": 16},
+        {"image_size": 256, "base_channels": 8, "latent_dim": 16},
         (3, 256, 256),
         "vec",
     ),
