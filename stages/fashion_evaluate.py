@@ -9,6 +9,7 @@ import typer
 
 from cvae import fashion
 from cvae.checkpoint import load_model
+from cvae.classifier import conditioning_metrics
 from cvae.device import resolve_device
 from cvae.evaluation import (
     comparison_grid,
@@ -35,6 +36,7 @@ def evaluate_fashion(
     fid_params: dict | None = None,
     fid_weights: Path | None = None,
     fid_ref: Path | None = None,
+    classifier: Path | None = None,
 ) -> dict:
     """Reconstruction MSE/SSIM (and FID) on the whole test split, two PNG grids."""
     device = resolve_device(params.get("device", "auto"))
@@ -67,6 +69,15 @@ def evaluate_fashion(
             "fid_generate": None,
         }
     )
+    if classifier is not None:  # does a generation show the requested class?
+        metrics.update(
+            conditioning_metrics(
+                model,
+                classifier,
+                n_per_class=int(params.get("cond_n_per_class", 1000)),
+                seed=int(params.get("seed", 0)),
+            )
+        )
     if n_fid:
         fid = FID(
             fid_weights,
@@ -109,6 +120,7 @@ def main(
     gen_grid: Path = typer.Option(..., help="output per-class generation grid PNG"),
     fid_weights: Path = typer.Option(None, help="Inception weights (fid_weights)"),
     fid_ref: Path = typer.Option(None, help="real statistics (fashion_fid_ref)"),
+    classifier: Path = typer.Option(None, help="classifier (fashion_classifier)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     section = load_params("fashion", params)
@@ -121,6 +133,7 @@ def main(
         fid_params=section.get("fid"),
         fid_weights=fid_weights,
         fid_ref=fid_ref,
+        classifier=classifier,
     )
     write_json(metrics, m)
     fid = (
@@ -131,6 +144,11 @@ def main(
     print(
         f"fashion_evaluate[{m['arch']}]: MSE {m['mse']:.4f} SSIM {m['ssim']:.4f} "
         f"on {m['n']} test images{fid}"
+        + (
+            f", conditioning accuracy {m['cond_accuracy']:.3f}"
+            if "cond_accuracy" in m
+            else ""
+        )
     )
 
 

@@ -47,5 +47,6 @@ def tiny_params() -> dict:
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["fashion"]
     params["train"].update(epochs=1, batch_size=64, device="cpu")
-    params["evaluate"].update(batch_size=128, device="cpu")
+    params["evaluate"].update(batch_size=128, device="cpu", cond_n_per_class=20)
+    params["classifier"].update(epochs=1, device="cpu")
     return params

@@ -38,6 +38,8 @@ def repo(tmp_path, fashion_root) -> Path:
     f["train"].update(epochs=1, device="cpu")
     f["evaluate"]["device"] = "cpu"
     f["fid"].update(samples=100, device="cpu")  # a tiny set may go below 10,000
+    f["classifier"].update(epochs=1, device="cpu")
+    f["tsne"].update(n_points=100, vae_epochs=1, device="cpu")
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], work)
     _run(["dvc", "init", "-q"], work)

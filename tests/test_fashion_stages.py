@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cvae_cli.main import app
-from stages import fashion_data, fashion_evaluate, fashion_train
+from stages import fashion_classifier, fashion_data, fashion_evaluate, fashion_train
 
 
 @pytest.fixture()
@@ -41,6 +41,12 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
     hist = json.loads((tmp_path / "h.json").read_text())
     assert len(hist) == 1 and {"loss", "recon", "kl", "val_loss"} <= set(hist[0])
 
+    clf = tmp_path / "data" / "classifier.safetensors"
+    fashion_classifier.main(
+        data=ds, model_out=clf, metrics=tmp_path / "c.json", params=params_file
+    )
+    assert json.loads((tmp_path / "c.json").read_text())["test_accuracy"] > 0.3
+
     metrics = tmp_path / "m.json"
     fashion_evaluate.main(
         data=ds,
@@ -48,10 +54,14 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
         metrics=metrics,
         recon_grid=tmp_path / "r.png",
         gen_grid=tmp_path / "g.png",
+        fid_weights=None,
+        fid_ref=None,
+        classifier=clf,
         params=params_file,
     )
     m = json.loads(metrics.read_text())
     assert m["n"] == 256 and m["arch"] == arch and m["fid_recon"] is None
+    assert 0 <= m["cond_accuracy"] <= 1 and len(m["cond_accuracy_per_class"]) == 10
     assert 0 < m["mse"] < 784 and -1 <= m["ssim"] <= 1
     assert Image.open(tmp_path / "g.png").size == (10 * 30 + 2, 10 * 30 + 2)
 

@@ -1,0 +1,74 @@
+"""Stage fashion_classifier: the classifier behind conditioning accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import typer
+
+from cvae import fashion
+from cvae.classifier import (
+    accuracy,
+    make_classifier_train_config,
+    per_class_accuracy,
+    save_classifier,
+    train_classifier,
+)
+from cvae.errors import CVAEError
+from cvae.io import write_json
+from cvae.text import CLASS_NAMES
+from stages._common import load_params, stage_main
+
+
+def train_fashion_classifier(
+    params: dict[str, Any], data: Path, model_out: Path
+) -> dict[str, Any]:
+    """Train on the training split, score the test split; returns the metrics."""
+    cfg = make_classifier_train_config(params)
+    d = fashion.load_dataset(data)
+    images = torch.from_numpy(d["train_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
+    labels = torch.from_numpy(d["train_labels"])  # (N,) int64
+    test_images = torch.from_numpy(d["test_images"]).unsqueeze(1)
+    test_labels = torch.from_numpy(d["test_labels"])
+    model, history = train_classifier(images, labels, cfg)
+    test_acc = accuracy(model, test_images, test_labels)
+    info = {
+        "dataset": "fashion-mnist",
+        "classes": list(CLASS_NAMES),
+        "epochs": cfg.epochs,
+        "test_accuracy": test_acc,
+    }
+    save_classifier(model_out, model, info)
+    return {
+        "test_accuracy": test_acc,
+        "test_per_class": per_class_accuracy(model, test_images, test_labels),
+        "n_train": len(images),
+        "n_test": len(test_images),
+        "epochs": cfg.epochs,
+        "train_seconds": round(sum(row["seconds"] for row in history), 1),
+        "final_loss": history[-1]["loss"] if history else None,
+    }
+
+
+@stage_main
+def main(
+    data: Path = typer.Option(..., help="dataset .npz from fashion_data"),
+    model_out: Path = typer.Option(..., help="output classifier .safetensors"),
+    metrics: Path = typer.Option(..., help="output metrics JSON (test accuracy)"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+) -> None:
+    p = load_params("fashion", params)
+    if "classifier" not in p:
+        raise CVAEError(f"no fashion.classifier section in {params}: add one")
+    m = train_fashion_classifier(p["classifier"], data, model_out)
+    write_json(metrics, m)
+    print(
+        f"fashion_classifier: test accuracy {m['test_accuracy']:.4f} on "
+        f"{m['n_test']} images after {m['epochs']} epochs -> {model_out}"
+    )
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,172 @@
+"""The conditioning-accuracy classifier on tiny real Fashion-MNIST."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from cvae import fashion
+from cvae.checkpoint import save_model
+from cvae.classifier import (
+    ClassifierTrainConfig,
+    accuracy,
+    conditioning_accuracy,
+    conditioning_metrics,
+    load_classifier,
+    make_classifier_train_config,
+    per_class_accuracy,
+    save_classifier,
+    to_uint8_images,
+    train_classifier,
+)
+from cvae.errors import CVAEError
+from cvae.models import build_model
+from stages import fashion_classifier
+
+
+def _split(path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    d = fashion.load_dataset(path)
+    images = torch.from_numpy(d[f"{split}_images"]).unsqueeze(1)  # (N, 1, 28, 28)
+    return images, torch.from_numpy(d[f"{split}_labels"])
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_fashion):
+    """A classifier after 2 epochs on 512 real images, and the 256 test images."""
+    images, labels = _split(tiny_fashion, "train")
+    cfg = ClassifierTrainConfig(epochs=2, batch_size=64, device="cpu")
+    model, history = train_classifier(images, labels, cfg, log=lambda _: None)
+    return model, history, _split(tiny_fashion, "test")
+
+
+def test_learns_above_chance(trained) -> None:
+    model, history, (images, labels) = trained
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[1]["loss"] < history[0]["loss"]
+    assert not model.training
+    # 10 classes: chance is 0.1; 2 epochs on 512 images reach about 0.65.
+    assert accuracy(model, images, labels) > 0.4
+
+
+def test_accuracy_matches_a_naive_loop(trained) -> None:
+    model, _, (images, labels) = trained
+    images, labels = images[:50], labels[:50]
+    hits = 0
+    with torch.no_grad():
+        for x, y in zip(images, labels, strict=True):
+            logits = model(x.unsqueeze(0).float() / 255.0)  # (1, 10)
+            hits += int(logits.argmax(1).item() == y.item())
+    assert accuracy(model, images, labels, batch_size=7) == pytest.approx(hits / 50)
+    # uint8 and the same images as float in [0, 1] are one and the same input.
+    assert accuracy(model, images.float() / 255, labels) == pytest.approx(hits / 50)
+    per_class = per_class_accuracy(model, images, labels, batch_size=7)
+    assert len(per_class) == 10
+    for k, acc in enumerate(per_class):
+        n = int((labels == k).sum())
+        assert (acc is None) == (n == 0)
+
+
+def test_training_is_seeded(tiny_fashion) -> None:
+    images, labels = _split(tiny_fashion, "train")
+    images, labels = images[:128], labels[:128]
+    cfg = ClassifierTrainConfig(epochs=1, batch_size=32, device="cpu", seed=3)
+    a, _ = train_classifier(images, labels, cfg, log=lambda _: None)
+    b, _ = train_classifier(images, labels, cfg, log=lambda _: None)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+def test_conditioning_accuracy_shape_and_range(trained) -> None:
+    model, _, _ = trained
+    torch.manual_seed(0)
+    cvae = build_model("conv", {"channels": [8, 16, 32], "latent_dim": 8}).eval()
+    r = conditioning_accuracy(cvae, model, n_per_class=3, seed=5)
+    assert set(r) == {"accuracy", "per_class", "n_per_class"}
+    assert r["n_per_class"] == 3 and len(r["per_class"]) == 10
+    assert all(a in (0, 1 / 3, 2 / 3, 1) for a in r["per_class"])
+    assert 0 <= r["accuracy"] <= 1
+    assert r["accuracy"] == pytest.approx(sum(r["per_class"]) / 10)
+    assert conditioning_accuracy(cvae, model, n_per_class=3, seed=5) == r
+    with pytest.raises(CVAEError, match="n_per_class"):
+        conditioning_accuracy(cvae, model, n_per_class=0, seed=0)
+    wrong = build_model("conv", {"channels": [8, 16, 32], "num_classes": 1})
+    with pytest.raises(CVAEError, match="1 classes"):
+        conditioning_accuracy(wrong, model, n_per_class=1, seed=0)
+
+
+def test_to_uint8_images() -> None:
+    x = torch.tensor([0.0, 0.5, 1.0, 1.2, -0.1])
+    assert to_uint8_images(x).tolist() == [0, 128, 255, 255, 0]
+
+
+def test_save_load_round_trip(tmp_path, trained) -> None:
+    model, _, (images, _) = trained
+    path = tmp_path / "clf.safetensors"
+    save_classifier(path, model, {"epochs": 2})
+    loaded, meta = load_classifier(path)
+    assert meta["arch"] == "fashion-classifier" and meta["info"] == {"epochs": 2}
+    with torch.no_grad():
+        x = images[:16].float() / 255
+        assert torch.equal(model(x), loaded(x))
+    cvae_path = tmp_path / "cvae.safetensors"
+    save_model(cvae_path, build_model("conv", {"channels": [8, 16, 32]}), "conv")
+    with pytest.raises(CVAEError, match="not a classifier"):
+        load_classifier(cvae_path)
+
+
+def test_config_refuses_unknown_keys() -> None:
+    with pytest.raises(CVAEError, match="unknown classifier param"):
+        make_classifier_train_config({"epochs": 1, "lr_decay": 0.1})
+    with pytest.raises(CVAEError, match="lr must be > 0"):
+        make_classifier_train_config({"lr": 0})
+
+
+def test_stage_end_to_end(tmp_path, tiny_fashion) -> None:
+    params = tmp_path / "params.yaml"
+    section = {"epochs": 1, "batch_size": 64, "lr": 0.001, "seed": 0, "device": "cpu"}
+    params.write_text(yaml.safe_dump({"fashion": {"classifier": section}}))
+    model_out = tmp_path / "data" / "classifier.safetensors"
+    metrics = tmp_path / "metrics" / "clf.json"
+    fashion_classifier.main(
+        data=tiny_fashion, model_out=model_out, metrics=metrics, params=params
+    )
+    m = json.loads(metrics.read_text())
+    assert m["n_train"] == 512 and m["n_test"] == 256 and m["epochs"] == 1
+    assert 0 <= m["test_accuracy"] <= 1 and len(m["test_per_class"]) == 10
+    model, meta = load_classifier(model_out)
+    assert meta["info"]["test_accuracy"] == m["test_accuracy"]
+    images, labels = _split(tiny_fashion, "test")
+    assert accuracy(model, images, labels) == m["test_accuracy"]
+
+    # What fashion_evaluate calls: flat keys, the CVAE scored by the file.
+    torch.manual_seed(0)
+    cvae = build_model("conv", {"channels": [8, 16, 32], "latent_dim": 8}).eval()
+    cm = conditioning_metrics(cvae, model_out, n_per_class=2, seed=0)
+    assert cm == {
+        "cond_accuracy": conditioning_accuracy(cvae, model, n_per_class=2, seed=0)[
+            "accuracy"
+        ],
+        "cond_accuracy_per_class": cm["cond_accuracy_per_class"],
+        "cond_n_per_class": 2,
+        "classifier_test_accuracy": m["test_accuracy"],
+    }
+    assert len(cm["cond_accuracy_per_class"]) == 10
+
+
+def test_stage_error_is_one_line(tmp_path, tiny_fashion, capsys) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"fashion": {"classifier": {"epoch": 1}}}))
+    with pytest.raises(SystemExit) as e:
+        fashion_classifier.main(
+            data=tiny_fashion,
+            model_out=tmp_path / "c.safetensors",
+            metrics=tmp_path / "m.json",
+            params=params,
+        )
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "epoch" in err
+    assert not (tmp_path / "c.safetensors").exists()
