@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+from cvae.config import from_params
 from cvae.errors import CVAEError
 from cvae.models.base import CONDITIONINGS, ConditionalVAE, Conditioner
 from cvae.models.conv import ConvConfig, ConvCVAE
@@ -38,14 +38,7 @@ def make_config(arch: str, params: dict[str, Any]) -> Any:
     """Config dataclass of ``arch`` from a params dict, checking every key and value."""
     if arch not in ARCHS:
         raise CVAEError(f"unknown arch {arch!r}: use one of {sorted(ARCHS)}")
-    cfg_cls = ARCHS[arch][1]
-    names = {f.name for f in dataclasses.fields(cfg_cls)}
-    unknown = sorted(set(params) - names)
-    if unknown:
-        raise CVAEError(
-            f"unknown {arch} model param(s) {unknown}: valid keys are {sorted(names)}"
-        )
-    cfg = cfg_cls(**params)
+    cfg = from_params(ARCHS[arch][1], params, f"{arch} model")
     if cfg.conditioning not in CONDITIONINGS:
         raise CVAEError(
             f"conditioning {cfg.conditioning!r} is not supported: use one of "
