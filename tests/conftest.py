@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# The suite runs as `.venv/bin/python -m pytest`, without activating the venv: put
+# its bin first on PATH so subprocesses (dvc, and the `python` that dvc.yaml's
+# commands call) are the venv's, as they are for a user with the venv activated.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
