@@ -7,7 +7,6 @@ identical params and metrics are shown once.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -78,6 +77,17 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _distinct(rows: list[list[str]]) -> list[list[str]]:
+    """Rows whose cells (the experiment name aside) were not shown already."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for row in rows:
+        if tuple(row[1:]) not in seen:
+            seen.add(tuple(row[1:]))
+            out.append(row)
+    return out
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -86,16 +96,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def table1(recs: list[dict[str, Any]]) -> str:
     """Fashion-MNIST (paper Table 1): one row per distinct arch result."""
-    rows, seen = [], set()
+    rows = []
     for rec in recs:
         for arch in ("fc", "conv"):
             m = rec["metrics"].get(f"metrics/fashion_{arch}.json")
             if not m or "mse" not in m:
                 continue
-            key = (arch, json.dumps(m, sort_keys=True))
-            if key in seen:
-                continue
-            seen.add(key)
             paper = PAPER_TABLE1[arch]
             rows.append(
                 [
@@ -110,6 +116,7 @@ def table1(recs: list[dict[str, Any]]) -> str:
                     _fmt(m.get("fid_recon", m.get("fid"))),
                     _fmt(m.get("fid_generate")),
                     _fmt(paper["fid"]),
+                    _fmt(m.get("cond_accuracy"), 3),
                 ]
             )
     header = [
@@ -124,21 +131,18 @@ def table1(recs: list[dict[str, Any]]) -> str:
         "FID recon",
         "FID gen",
         "paper FID",
+        "cond. acc.",
     ]
-    return _table(header, rows)
+    return _table(header, _distinct(rows))
 
 
 def table2(recs: list[dict[str, Any]]) -> str:
     """COCO (paper Table 2): one row per distinct (size, conditioning, ...) result."""
-    rows, seen = [], set()
+    rows = []
     for rec in recs:
         m = rec["metrics"].get("metrics/coco.json")
         if not m or "mse" not in m:
             continue
-        key = json.dumps(m, sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
         paper = PAPER_TABLE2.get((m.get("size"), m.get("conditioning")), {})
         rows.append(
             [
@@ -176,7 +180,7 @@ def table2(recs: list[dict[str, Any]]) -> str:
         "paper FID",
         "CLIP weights",
     ]
-    return _table(header, rows)
+    return _table(header, _distinct(rows))
 
 
 def report(exp_show: list[dict[str, Any]]) -> str:
