@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
-from cvae.io import atomic_path
+from cvae.io import atomic_path, read_parquet
 
 RANDOM_INIT = ("none", "")  # values of ``pretrained`` meaning random weights
 HUB_HOST = ("huggingface.co", 443)
@@ -425,17 +425,7 @@ def read_embeddings(
         ids int64[N], vectors float32[N, D], metadata dict (model, pretrained,
         random_init, dim, ...). Extra columns: read the file with pyarrow.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CVAEError(f"embeddings {path} not found: run the embed stage first")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CVAEError(
-            f"embeddings {path} are not a readable parquet file ({first}): "
-            "re-run the embed stage"
-        ) from None
+    table = read_parquet(path, what="embeddings", stage="embed")
     if "embedding" not in table.column_names or "image_id" not in table.column_names:
         raise CVAEError(f"{path} is not an embeddings file: re-run the embed stage")
     raw = (table.schema.metadata or {}).get(METADATA_KEY, b"{}")

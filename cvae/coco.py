@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from pycocotools.coco import COCO
 
 from cvae.errors import CVAEError
-from cvae.io import atomic_path, write_json
+from cvae.io import atomic_path, read_parquet, write_json
 
 # Suggested keyword sets (params.yaml ``filter.keywords``), checked against
 # captions_val2017.json. Left out on purpose because in COCO they mostly describe
@@ -281,17 +281,7 @@ def filter_coco(
 
 def read_manifest(path: str | os.PathLike) -> pa.Table:
     """Read a manifest parquet written by the filter stage, checking its columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise CVAEError(f"manifest {path} not found: run the filter stage first")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CVAEError(
-            f"manifest {path} is not a readable parquet file ({first}): "
-            "re-run the filter stage"
-        ) from None
+    table = read_parquet(path, what="manifest", stage="filter")
     missing = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
     if missing:
         raise CVAEError(

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from cvae.errors import CVAEError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -78,3 +80,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_parquet(path: str | os.PathLike, *, what: str, stage: str) -> Any:
+    """A parquet file as a pyarrow Table, or one line naming the stage to re-run."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise CVAEError(f"{what} {path} not found: run the {stage} stage first")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CVAEError(
+            f"{what} {path} is not a readable parquet file ({first}): "
+            f"re-run the {stage} stage"
+        ) from None
