@@ -15,7 +15,6 @@ metadata, so loading rebuilds the network without params.yaml.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cvae.checkpoint import read_metadata, save_model
+from cvae.config import from_params
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.models import ConditionalVAE
@@ -70,13 +70,7 @@ class ClassifierTrainConfig:
 
 def make_classifier_train_config(params: dict[str, Any]) -> ClassifierTrainConfig:
     """ClassifierTrainConfig from a params dict, refusing unknown keys."""
-    names = {f.name for f in dataclasses.fields(ClassifierTrainConfig)}
-    unknown = sorted(set(params) - names)
-    if unknown:
-        raise CVAEError(
-            f"unknown classifier param(s) {unknown}: valid keys are {sorted(names)}"
-        )
-    cfg = ClassifierTrainConfig(**params)
+    cfg = from_params(ClassifierTrainConfig, params, "classifier")
     cfg.validate()
     return cfg
 

@@ -9,7 +9,6 @@ kept), one JSON line of metrics per epoch.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -26,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from cvae.checkpoint import load_state, save_state
+from cvae.config import from_params
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.io import write_json
@@ -64,13 +64,7 @@ class TrainConfig:
 
 def make_train_config(params: dict[str, Any]) -> TrainConfig:
     """TrainConfig from a params dict, refusing unknown keys."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(params) - names)
-    if unknown:
-        raise CVAEError(
-            f"unknown train param(s) {unknown}: valid keys are {sorted(names)}"
-        )
-    cfg = TrainConfig(**params)
+    cfg = from_params(TrainConfig, params, "train")
     cfg.validate()
     return cfg
 
@@ -142,6 +136,7 @@ class Trainer:
         )
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
+        self.saved_epoch = 0  # last epoch whose state this run holds on disk
 
     # -- state ---------------------------------------------------------------
     def _state(self, epoch: int) -> dict[str, Any]:
@@ -178,9 +173,18 @@ class Trainer:
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history = json.loads(state["history"])
-        self.start_epoch = int(state["epoch"])
+        self.start_epoch = self.saved_epoch = int(state["epoch"])
         self.log(f"resumed from {self.state_path} after epoch {self.start_epoch}")
         return True
+
+    def _non_finite(self, where: str) -> CVAEError:
+        """The error for a non-finite loss, saying truthfully what was kept."""
+        kept = (
+            f"kept the last good state (epoch {self.saved_epoch}) in {self.state_path}"
+            if self.saved_epoch
+            else "no epoch had finished, so nothing was saved"
+        )
+        return CVAEError(f"non-finite loss {where}: {kept}; lower lr or check the data")
 
     # -- loop ----------------------------------------------------------------
     def _step(self, x: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -258,18 +262,13 @@ class Trainer:
                 if step % check_every == 0 or step == steps - 1:
                     value = loss.item()
                     if not math.isfinite(value):
-                        raise CVAEError(
-                            f"non-finite loss ({value}) at epoch {epoch + 1} step "
-                            f"{step + 1}: kept the last good state in "
-                            f"{self.state_path}; lower lr or check the data"
+                        raise self._non_finite(
+                            f"({value}) at epoch {epoch + 1} step {step + 1}"
                         )
                     bar.set_postfix(loss=f"{value:.2f}")
             totals = sums.tolist()
             if not all(math.isfinite(v) for v in totals):
-                raise CVAEError(
-                    f"non-finite loss in epoch {epoch + 1}: kept the last good state "
-                    f"in {self.state_path}; lower lr or check the data"
-                )
+                raise self._non_finite(f"in epoch {epoch + 1}")
             secs = time.perf_counter() - t0
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -284,6 +283,7 @@ class Trainer:
             self.history.append(row)
             self.log(json.dumps(row))
             save_state(self.state_path, self._state(epoch + 1))
+            self.saved_epoch = epoch + 1
             if self.history_path is not None:
                 write_json(self.history_path, self.history)
         if self.history_path is not None:

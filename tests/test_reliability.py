@@ -923,11 +923,6 @@ def test_non_finite_loss_stops_the_stage_naming_the_step(
         assert not state.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cvae/train.py says 'kept the last good state in <file>' even when no "
-    "epoch finished and no file exists (train.py frozen during the running training)",
-)
 def test_non_finite_loss_in_the_first_epoch_claims_no_state(
     tiny_fashion, tmp_path, capsys
 ) -> None:
