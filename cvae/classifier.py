@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
-from tqdm import tqdm
 
 from cvae.checkpoint import read_metadata, save_model
 from cvae.config import from_params
@@ -37,7 +35,7 @@ from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.models import ConditionalVAE
 from cvae.sampling import batches, generate
-from cvae.train import to_float_images
+from cvae.train import epoch_order, progress, to_float_images
 
 ARCH = "fashion-classifier"  # the ``arch`` entry of a classifier model file
 
@@ -140,19 +138,11 @@ def train_classifier(
     history: list[dict[str, Any]] = []
     model.train()
     for epoch in range(cfg.epochs):
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        perm = torch.randperm(n, generator=gen)
+        _, perm = epoch_order(cfg.seed, epoch, n)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         t0 = time.perf_counter()
-        bar = tqdm(
-            range(steps),
-            desc=f"classifier epoch {epoch + 1}/{cfg.epochs}",
-            leave=False,
-            disable=None,
-            file=sys.stderr,
-            mininterval=1.0,
-        )
+        bar = progress(steps, f"classifier epoch {epoch + 1}/{cfg.epochs}")
         for step in bar:
             idx = perm[step * bs : (step + 1) * bs]
             x = to_float_images(images[idx]).to(device)  # (B, 1, 28, 28)

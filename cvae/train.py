@@ -69,6 +69,27 @@ def make_train_config(params: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
+def epoch_order(seed: int, epoch: int, n: int) -> tuple[torch.Generator, torch.Tensor]:
+    """(generator, permutation of n items) that depend on (seed, epoch) only.
+
+    A resumed run thus sees the same batches as an uninterrupted one.
+    """
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return gen, torch.randperm(n, generator=gen)
+
+
+def progress(steps: int, desc: str) -> tqdm:
+    """A per-epoch progress bar on stderr (hidden when stderr is not a terminal)."""
+    return tqdm(
+        range(steps),
+        desc=desc,
+        leave=False,
+        disable=None,
+        file=sys.stderr,
+        mininterval=1.0,
+    )
+
+
 def to_float_images(x: torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 in [0, 1]."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
@@ -234,20 +255,10 @@ class Trainer:
         check_every = 1 if self.device.type == "cpu" else 50
         self.model.train()
         for epoch in range(self.start_epoch, self.cfg.epochs):
-            # Data order depends on (seed, epoch) only, so a resumed run sees the
-            # same batches as an uninterrupted one.
-            gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
-            perm = torch.randperm(n, generator=gen)
+            gen, perm = epoch_order(self.cfg.seed, epoch, n)
             sums = torch.zeros(3, dtype=torch.float64, device=self.device)
             t0 = time.perf_counter()
-            bar = tqdm(
-                range(steps),
-                desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
-                leave=False,
-                disable=None,
-                file=sys.stderr,
-                mininterval=1.0,
-            )
+            bar = progress(steps, f"epoch {epoch + 1}/{self.cfg.epochs}")
             for step in bar:
                 idx = perm[step * bs : (step + 1) * bs]
                 x, c = self._batch(self.images, self.conds, idx, gen)
