@@ -191,6 +191,33 @@ class ClipEncoder:
         return _l2_normalize(vectors) if normalize else vectors
 
 
+def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(N, 3, H, W) float in [0, 1] or uint8 -> N RGB PIL images."""
+    if images.dtype != torch.uint8:
+        images = images.float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    arr = images.cpu().permute(0, 2, 3, 1).numpy()  # (N, H, W, 3)
+    return [Image.fromarray(a, mode="RGB") for a in arr]
+
+
+def clip_score(text_vectors: np.ndarray, image_vectors: np.ndarray) -> np.ndarray:
+    """Per-pair CLIP score, 100 * max(cos(t_i, v_i), 0) -> float64[N].
+
+    The definition of Hessel et al. (2021) with torchmetrics' scale w = 100:
+    text_vectors, image_vectors: (N, D) raw or normalised embeddings, row i of
+    one paired with row i of the other.
+    """
+    t = np.asarray(text_vectors, np.float64)
+    v = np.asarray(image_vectors, np.float64)
+    if t.shape != v.shape or t.ndim != 2:
+        raise CVAEError(
+            "clip_score needs two (N, D) arrays of one shape, "
+            f"got {t.shape} and {v.shape}"
+        )
+    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return 100.0 * np.maximum((t * v).sum(axis=1), 0.0)
+
+
 def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for item in items:

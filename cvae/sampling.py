@@ -34,6 +34,22 @@ def generate(
 
 
 @torch.no_grad()
+def generate_for(
+    model: ConditionalVAE, conds: torch.Tensor, *, seed: int = 0, batch_size: int = 512
+) -> torch.Tensor:
+    """One image per condition, conds (N,) or (N, D) -> (N, C, H, W) on CPU.
+
+    Batch k draws its z from a CPU generator seeded with ``seed + k``.
+    """
+    device = next(model.parameters()).device
+    out = []
+    for k, sl in enumerate(batches(len(conds), batch_size)):
+        gen = torch.Generator().manual_seed(seed + k)
+        out.append(model.sample(conds[sl].to(device), generator=gen).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def reconstruct(
     model: ConditionalVAE,
     images: torch.Tensor,

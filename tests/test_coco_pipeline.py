@@ -53,7 +53,9 @@ def tiny_params(path: Path, **top) -> Path:
 @pytest.mark.parametrize(
     "conditioning, condition_on", [("concat", "text"), ("add", "image")]
 )
-def test_long_text_end_to_end(tiny_coco, tmp_path, conditioning, condition_on) -> None:
+def test_long_text_end_to_end(
+    tiny_coco, tmp_path, conditioning, condition_on, request
+) -> None:
     params = tiny_params(
         tmp_path / "params.yaml",
         size=64,
@@ -101,6 +103,9 @@ def test_long_text_end_to_end(tiny_coco, tmp_path, conditioning, condition_on) -
     assert meta["config"]["cond_dim"] == 256  # ViT-S-32-alt width
     assert len(json.loads((tmp_path / "h.json").read_text())) == 2
 
+    # FID in one of the two cases (the Inception passes cost ~0.1 s per image)
+    with_fid = condition_on == "image"
+    weights = request.getfixturevalue("fid_weights")[0] if with_fid else None
     coco_evaluate.main(
         shards=d / "shards",
         text_emb=d / "text.parquet",
@@ -109,11 +114,20 @@ def test_long_text_end_to_end(tiny_coco, tmp_path, conditioning, condition_on) -
         metrics=m / "coco.json",
         recon_grid=tmp_path / "r.png",
         gen_grid=tmp_path / "g.png",
+        fid_weights=weights,
         params=params,
     )
     res = json.loads((m / "coco.json").read_text())
     assert res["n"] >= 1 and 0 < res["mse"] < 64 * 64 * 3 and -1 <= res["ssim"] <= 1
     assert res["clip_random_init"] is True and "WARNING" in res
+    assert "RANDOM" in res["clip_score_caveat"] and res["clip_score_n"] == res["n"]
+    for k in ("prompts", "generated", "recon", "real"):
+        assert 0 <= res[f"clip_score_{k}"] <= 100
+    if with_fid:
+        assert res["fid_n"] == res["n"] and "biased" in res["fid_note"]
+        assert res["fid_recon"] > 0 and res["fid_generate"] > 0
+    else:
+        assert res["fid_recon"] is None and res["fid_generate"] is None
     assert Image.open(tmp_path / "g.png").size == (4 * 66 + 2, 2 * 66 + 2)
 
     out = tmp_path / "cows.png"

