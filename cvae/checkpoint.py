@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 
 from cvae import __version__
 from cvae.errors import CVAEError
@@ -39,8 +39,25 @@ def save_model(
         "cvae_version": __version__,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    data = canonical_safetensors(save(state, metadata=meta))
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+        Path(tmp).write_bytes(data)
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header in sorted key order.
+
+    safetensors (0.8) writes the metadata from a Rust HashMap, whose order changes
+    from one save to the next, so equal weights gave unequal files (and DVC saw
+    a new output). The tensor offsets are relative to the data section, so the
+    header can be re-serialised freely; it is padded with spaces to a multiple
+    of 8 bytes, as the format asks.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

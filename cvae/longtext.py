@@ -70,6 +70,65 @@ def _caption_table(
     return ids, vecs, index, t.column("caption").to_pylist(), meta
 
 
+@dataclass
+class Conditions:
+    """The conditions of the images that have them (see ``image_conditions``)."""
+
+    keep: np.ndarray  # (K,) positions, in the given ids, of the images kept
+    train_conds: CaptionChoice | torch.Tensor  # rows follow ``keep``
+    eval_conds: torch.Tensor  # (K, D)
+    captions: list[str]  # (K,) caption 0 of each kept image
+    clip: dict[str, Any]
+
+
+def image_conditions(
+    ids: np.ndarray,
+    text_embeddings: str | os.PathLike,
+    image_embeddings: str | os.PathLike,
+    *,
+    condition_on: str,
+) -> Conditions:
+    """Conditions of the images ``ids`` (N,); images without an embedding are
+    left out (``keep`` says which were kept)."""
+    if condition_on not in CONDITION_ON:
+        raise CVAEError(
+            f"condition_on {condition_on!r} unknown: use one of {list(CONDITION_ON)}"
+        )
+    cap_ids, cap_vecs, cap_idx, cap_text, clip_meta = _caption_table(text_embeddings)
+    order = np.lexsort((np.asarray(cap_idx), cap_ids))  # by image, then caption
+    cap_ids, cap_vecs = cap_ids[order], cap_vecs[order]
+    cap_text = [cap_text[i] for i in order]
+    uniq, first, count = np.unique(cap_ids, return_index=True, return_counts=True)
+    pos = {int(u): k for k, u in enumerate(uniq)}
+    if condition_on == "image":
+        img_ids, img_vecs, clip_meta = read_embeddings(image_embeddings)
+        img_pos = {int(i): k for k, i in enumerate(img_ids)}
+    else:
+        img_pos = pos
+
+    keep = np.array(
+        [k for k, i in enumerate(ids) if int(i) in pos and int(i) in img_pos],
+        dtype=np.int64,
+    )
+    if not len(keep):
+        raise CVAEError("no image has an embedding: re-run the embed stage")
+    kept = ids[keep]
+    rows = np.array([pos[int(i)] for i in kept])
+    choice = CaptionChoice(
+        vectors=torch.from_numpy(cap_vecs),
+        first=torch.from_numpy(first[rows]),
+        count=torch.from_numpy(count[rows]),
+    )
+    captions = [cap_text[first[r]] for r in rows]
+    if condition_on == "text":
+        train_conds: CaptionChoice | torch.Tensor = choice
+        eval_conds = choice.fixed()
+    else:
+        vecs = torch.from_numpy(img_vecs[[img_pos[int(i)] for i in kept]])
+        train_conds = eval_conds = vecs
+    return Conditions(keep, train_conds, eval_conds, captions, dict(clip_meta))
+
+
 def load_longtext(
     shard_dir: str | os.PathLike,
     text_embeddings: str | os.PathLike,
@@ -93,41 +152,14 @@ def load_longtext(
             f"no {split} images in {shard_dir}: check filter.val_fraction and the data"
         )
     ids, images = ids[keep], images[keep]
-
-    cap_ids, cap_vecs, cap_idx, cap_text, clip_meta = _caption_table(text_embeddings)
-    order = np.lexsort((np.asarray(cap_idx), cap_ids))  # by image, then caption
-    cap_ids, cap_vecs = cap_ids[order], cap_vecs[order]
-    cap_text = [cap_text[i] for i in order]
-    uniq, first, count = np.unique(cap_ids, return_index=True, return_counts=True)
-    pos = {int(u): k for k, u in enumerate(uniq)}
-    if condition_on == "image":
-        img_ids, img_vecs, clip_meta = read_embeddings(image_embeddings)
-        img_pos = {int(i): k for k, i in enumerate(img_ids)}
-    else:
-        img_pos = pos
-
-    have = [k for k, i in enumerate(ids) if int(i) in pos and int(i) in img_pos]
-    if not have:
-        raise CVAEError("no image has an embedding: re-run the embed stage")
-    ids, images = ids[have], images[have]
-    rows = np.array([pos[int(i)] for i in ids])
-    choice = CaptionChoice(
-        vectors=torch.from_numpy(cap_vecs),
-        first=torch.from_numpy(first[rows]),
-        count=torch.from_numpy(count[rows]),
+    c = image_conditions(
+        ids, text_embeddings, image_embeddings, condition_on=condition_on
     )
-    captions = [cap_text[first[r]] for r in rows]
-    if condition_on == "text":
-        train_conds: CaptionChoice | torch.Tensor = choice
-        eval_conds = choice.fixed()
-    else:
-        vecs = torch.from_numpy(img_vecs[[img_pos[int(i)] for i in ids]])
-        train_conds = eval_conds = vecs
     return LongTextData(
-        ids=ids,
-        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-        train_conds=train_conds,
-        eval_conds=eval_conds,
-        captions=captions,
-        clip=dict(clip_meta),
+        ids=ids[c.keep],
+        images=torch.from_numpy(images[c.keep]).permute(0, 3, 1, 2).contiguous(),
+        train_conds=c.train_conds,
+        eval_conds=c.eval_conds,
+        captions=c.captions,
+        clip=c.clip,
     )

@@ -250,7 +250,7 @@ def shard_paths(shard_dir: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def _decode_sample(sample: dict[str, Any]) -> tuple[int, np.ndarray, dict[str, Any]]:
+def decode_sample(sample: dict[str, Any]) -> tuple[int, np.ndarray, dict[str, Any]]:
     """(bytes members of one sample) -> (image_id, uint8[H, W, 3], meta)."""
     meta = json.loads(sample["json"])
     data = sample.get("png", sample.get("jpg"))
@@ -276,7 +276,22 @@ def iter_shards(
         urls = [str(u) for u in urls]
     dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
     for sample in dataset:
-        yield _decode_sample(sample)
+        yield decode_sample(sample)
+
+
+def shard_index(shard_dir: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """(image ids int64[N], split of each) of a shard folder, reading only the
+    small json members (no image is decoded)."""
+    ids: list[int] = []
+    splits: list[str] = []
+    for path in shard_paths(shard_dir):
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if member.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(member).read())
+                    ids.append(int(meta["image_id"]))
+                    splits.append(str(meta.get("split")))
+    return np.asarray(ids, dtype=np.int64), splits
 
 
 def load_shards(
@@ -316,7 +331,7 @@ def _append(
     images: list[np.ndarray],
     metas: list[dict[str, Any]],
 ) -> None:
-    image_id, image, meta = _decode_sample(sample)
+    image_id, image, meta = decode_sample(sample)
     ids.append(image_id)
     images.append(image)
     metas.append(meta)

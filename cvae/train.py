@@ -5,6 +5,11 @@ Guarantees: seeded (same seed, same data -> same weights on CPU), resumable
 epoch and ends with the weights an uninterrupted run would have), a NaN guard
 (a non-finite loss stops the run, naming the step, and the last good state is
 kept), one JSON line of metrics per epoch.
+
+Data parallel: launched by ``torchrun``, each rank wraps the model in
+DistributedDataParallel and trains on an equal share of every epoch (in-memory
+images: a strided slice of the epoch permutation; shards: ``cvae.stream``, split
+by node and worker). Rank 0 alone writes the state, history and log.
 """
 
 from __future__ import annotations
@@ -15,15 +20,16 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from cvae import distributed
 from cvae.checkpoint import load_state, save_state
 from cvae.config import from_params
 from cvae.device import resolve_device
@@ -35,6 +41,18 @@ from cvae.models import ConditionalVAE
 # A condition source: a tensor indexed by item (labels (N,) or vectors (N, D)),
 # or a function (item indices (B,), generator) -> conditions (B, ...).
 Conditions = torch.Tensor | Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+LOADERS = ("memory", "stream")
+
+
+class BatchStream(Protocol):
+    """Batches of one epoch from outside memory (see ``cvae.stream``)."""
+
+    steps: int  # batches per epoch on every rank
+    batch_size: int
+
+    def epoch(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """(uint8 images (B, C, H, W), conditions (B, ...)) for ``steps`` batches."""
+        ...
 
 
 @dataclass
@@ -48,6 +66,8 @@ class TrainConfig:
     seed: int = 0  # seeds data order, init and reparameterisation noise
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
+    loader: str = "memory"  # memory (decoded once, in RAM) | stream (webdataset)
+    num_workers: int = 2  # stream: decoding processes per rank
 
     def validate(self) -> None:
         if self.epochs < 0:
@@ -60,6 +80,26 @@ class TrainConfig:
             raise CVAEError("weight_decay and beta must be >= 0")
         if self.recon not in RECON_LOSSES:
             raise CVAEError(f"recon {self.recon!r} unknown: use one of {RECON_LOSSES}")
+        if self.loader not in LOADERS:
+            raise CVAEError(f"loader {self.loader!r} unknown: use one of {LOADERS}")
+        if self.num_workers < 0:
+            raise CVAEError(f"num_workers must be >= 0, got {self.num_workers}")
+
+    def run_fields(self) -> dict[str, Any]:
+        """The settings that decide the weights, for a run's fingerprint.
+
+        Not the device (``device`` is kept as None) nor ``num_workers``; the
+        loader and the torchrun world size only when they differ from the
+        single-process in-memory loop, whose fingerprints predate them.
+        """
+        fields = vars(self) | {"device": None}
+        del fields["num_workers"]
+        if self.loader == "memory":
+            del fields["loader"]
+        world = distributed.info_from_env().world_size
+        if world > 1:
+            fields["world_size"] = world
+        return fields
 
 
 def make_train_config(params: dict[str, Any]) -> TrainConfig:
@@ -78,13 +118,14 @@ def epoch_order(seed: int, epoch: int, n: int) -> tuple[torch.Generator, torch.T
     return gen, torch.randperm(n, generator=gen)
 
 
-def progress(steps: int, desc: str) -> tqdm:
-    """A per-epoch progress bar on stderr (hidden when stderr is not a terminal)."""
+def progress(steps: int, desc: str, *, quiet: bool = False) -> tqdm:
+    """A per-epoch progress bar on stderr (hidden when stderr is not a terminal,
+    and when ``quiet``: on ranks other than 0)."""
     return tqdm(
         range(steps),
         desc=desc,
         leave=False,
-        disable=None,
+        disable=True if quiet else None,
         file=sys.stderr,
         mininterval=1.0,
     )
@@ -114,9 +155,10 @@ def fingerprint(*parts: Any) -> str:
 
 
 class Trainer:
-    """Fits a ConditionalVAE on in-memory images with their conditions.
+    """Fits a ConditionalVAE on images with their conditions.
 
     images: uint8 (N, C, H, W) on CPU.  conds: see ``Conditions``.
+    stream: batches from shards instead (``images`` and ``conds`` then None).
     val: optional (images, conds) scored each epoch (negative ELBO per image).
     """
 
@@ -124,34 +166,49 @@ class Trainer:
         self,
         model: ConditionalVAE,
         cfg: TrainConfig,
-        images: torch.Tensor,
-        conds: Conditions,
+        images: torch.Tensor | None,
+        conds: Conditions | None,
         *,
         state_path: str | os.PathLike,
         history_path: str | os.PathLike | None = None,
         val: tuple[torch.Tensor, Conditions] | None = None,
         run_id: str = "",
         log: Callable[[str], None] = print,
+        stream: BatchStream | None = None,
     ):
         cfg.validate()
+        if (images is None) == (stream is None):
+            raise ValueError("give either images and conds, or a stream")
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.stream = stream
+        self.dist = distributed.setup(resolve_device(cfg.device))
+        self.device = distributed.rank_device(resolve_device(cfg.device), self.dist)
         self.model = model.to(self.device)
         self.amp = cfg.amp and self.device.type == "cuda"
         if self.device.type == "cuda":
             # channels_last: the fast layout for convolutions on tensor cores.
             self.model = self.model.to(memory_format=torch.channels_last)
+        if images is not None and self.device.type == "cuda":
             # The uint8 set goes to the GPU once when it fits easily (no copy per
             # step); a larger one stays in pinned memory for asynchronous copies.
             on_gpu = images.nbytes < 4 * 2**30
             images = images.to(self.device) if on_gpu else images.pin_memory()
-        self.images = images  # (N, C, H, W) uint8
+        self.images = images  # (N, C, H, W) uint8, or None with a stream
         self.conds = conds
         self.val = val
         self.state_path = Path(state_path)
         self.history_path = Path(history_path) if history_path else None
         self.run_id = run_id
-        self.log = log
+        # Every rank computes; rank 0 alone speaks and writes.
+        self.log = log if self.dist.is_main else (lambda line: None)
+        # The module that trains: the DDP wrapper when data parallel (its
+        # constructor broadcasts rank 0's weights), the model itself otherwise.
+        self.net: torch.nn.Module = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids
+            )
         self.opt = torch.optim.Adam(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
@@ -208,9 +265,12 @@ class Trainer:
         return CVAEError(f"non-finite loss {where}: {kept}; lower lr or check the data")
 
     # -- loop ----------------------------------------------------------------
-    def _step(self, x: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _step(
+        self, x: torch.Tensor, c: torch.Tensor, *, train: bool = True
+    ) -> dict[str, torch.Tensor]:
+        net = self.net if train else self.model
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            logits, mu, logvar = self.model(x, c)
+            logits, mu, logvar = net(x, c)
         return elbo_loss(
             logits, x, mu, logvar, beta=self.cfg.beta, recon=self.cfg.recon
         )
@@ -222,11 +282,37 @@ class Trainer:
         idx: torch.Tensor,
         gen: torch.Generator,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = to_float_images(source[idx].to(self.device, non_blocking=True))
+        return self._to_device(source[idx], _select(conds, idx, gen))
+
+    def _to_device(
+        self, x: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images -> float in [0, 1] on the device; conditions alongside."""
+        x = to_float_images(x.to(self.device, non_blocking=True))
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        c = _select(conds, idx, gen).to(self.device, non_blocking=True)
-        return x, c
+        return x, c.to(self.device, non_blocking=True)
+
+    def _epoch_batches(
+        self, epoch: int
+    ) -> tuple[int, int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        """(steps, items on all ranks, batches) of one epoch for this rank."""
+        bs = self.cfg.batch_size
+        if self.stream is not None:
+            steps = self.stream.steps
+            n = steps * self.stream.batch_size * self.dist.world_size
+            it = (self._to_device(x, c) for x, c in self.stream.epoch(epoch))
+            return steps, n, it
+        assert self.images is not None and self.conds is not None
+        gen, perm = epoch_order(self.cfg.seed, epoch, len(self.images))
+        mine = distributed.rank_share(perm, self.dist)
+        steps = math.ceil(len(mine) / bs)
+        images, conds = self.images, self.conds
+        it = (
+            self._batch(images, conds, mine[s * bs : (s + 1) * bs], gen)
+            for s in range(steps)
+        )
+        return steps, len(mine) * self.dist.world_size, it
 
     @torch.no_grad()
     def evaluate_loss(self) -> dict[str, float]:
@@ -238,32 +324,34 @@ class Trainer:
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
         for start in range(0, len(images), self.cfg.batch_size * 4):
             idx = torch.arange(start, min(start + self.cfg.batch_size * 4, len(images)))
-            terms = self._step(*self._batch(images, conds, idx, gen))
+            terms = self._step(*self._batch(images, conds, idx, gen), train=False)
             for k in sums:
                 sums[k] += terms[k].item()
         self.model.train()
         return {f"val_{k}": v / len(images) for k, v in sums.items()}
 
     def fit(self) -> list[dict[str, Any]]:
-        """Train up to ``cfg.epochs`` epochs (from the resumed one); return history."""
-        torch.manual_seed(self.cfg.seed)
+        """Train up to ``cfg.epochs`` epochs (from the resumed one); return history.
+
+        Rank r seeds its reparameterisation noise with ``seed + r``.
+        """
+        torch.manual_seed(self.cfg.seed + self.dist.rank)
         self.try_resume()
-        n = len(self.images)
-        bs = self.cfg.batch_size
-        steps = math.ceil(n / bs)
         # Loss check every step on CPU (free); every 50 on CUDA (a host sync).
         check_every = 1 if self.device.type == "cpu" else 50
-        self.model.train()
+        self.net.train()
         for epoch in range(self.start_epoch, self.cfg.epochs):
-            gen, perm = epoch_order(self.cfg.seed, epoch, n)
+            steps, n, batches = self._epoch_batches(epoch)
             sums = torch.zeros(3, dtype=torch.float64, device=self.device)
             t0 = time.perf_counter()
-            bar = progress(steps, f"epoch {epoch + 1}/{self.cfg.epochs}")
-            for step in bar:
-                idx = perm[step * bs : (step + 1) * bs]
-                x, c = self._batch(self.images, self.conds, idx, gen)
+            bar = progress(
+                steps,
+                f"epoch {epoch + 1}/{self.cfg.epochs}",
+                quiet=not self.dist.is_main,
+            )
+            for step, (x, c) in zip(bar, batches, strict=False):
                 terms = self._step(x, c)
-                loss = terms["loss"] / len(idx)
+                loss = terms["loss"] / len(x)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
@@ -271,13 +359,14 @@ class Trainer:
                     [terms[k].detach().double() for k in ("loss", "recon", "kl")]
                 )
                 if step % check_every == 0 or step == steps - 1:
-                    value = loss.item()
+                    # summed over ranks, so that every rank stops together
+                    value = distributed.all_sum(loss.detach().clone(), self.dist).item()
                     if not math.isfinite(value):
                         raise self._non_finite(
                             f"({value}) at epoch {epoch + 1} step {step + 1}"
                         )
-                    bar.set_postfix(loss=f"{value:.2f}")
-            totals = sums.tolist()
+                    bar.set_postfix(loss=f"{value / self.dist.world_size:.2f}")
+            totals = distributed.all_sum(sums, self.dist).tolist()
             if not all(math.isfinite(v) for v in totals):
                 raise self._non_finite(f"in epoch {epoch + 1}")
             secs = time.perf_counter() - t0
@@ -289,15 +378,19 @@ class Trainer:
                 "seconds": round(secs, 3),
                 "images_per_s": round(n / secs, 1),
             }
-            if self.val is not None:
+            if self.dist.enabled:
+                row["world_size"] = self.dist.world_size
+            if self.val is not None and self.dist.is_main:
                 row.update(self.evaluate_loss())
             self.history.append(row)
             self.log(json.dumps(row))
-            save_state(self.state_path, self._state(epoch + 1))
+            if self.dist.is_main:
+                save_state(self.state_path, self._state(epoch + 1))
+                if self.history_path is not None:
+                    write_json(self.history_path, self.history)
             self.saved_epoch = epoch + 1
-            if self.history_path is not None:
-                write_json(self.history_path, self.history)
-        if self.history_path is not None:
+        if self.history_path is not None and self.dist.is_main:
             write_json(self.history_path, self.history)
+        distributed.barrier(self.dist)  # no rank leaves before rank 0 has written
         self.model.eval()
         return self.history

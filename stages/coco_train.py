@@ -12,10 +12,14 @@ from pathlib import Path
 import torch
 import typer
 
+from cvae import distributed
 from cvae.checkpoint import save_model
+from cvae.device import resolve_device
 from cvae.errors import CVAEError
-from cvae.longtext import load_longtext
+from cvae.longtext import image_conditions, load_longtext
 from cvae.models import build_model
+from cvae.shards import shard_index
+from cvae.stream import ShardStream, id_lookup
 from cvae.train import Trainer, fingerprint, make_train_config
 from stages._common import load_params, require, stage_main
 
@@ -41,33 +45,60 @@ def train_coco(
     """Train on the 'train' split, score the 'val' split loss each epoch."""
     tcfg = make_train_config(params["coco"]["train"])
     on = params["condition_on"]
-    train = load_longtext(shards, text_emb, image_emb, condition_on=on, split="train")
     val = load_longtext(shards, text_emb, image_emb, condition_on=on, split="val")
-    cond_dim = int(train.eval_conds.shape[1])
+    cond_dim = int(val.eval_conds.shape[1])
     mp = model_params(params, cond_dim)
-    torch.manual_seed(tcfg.seed)
-    model = build_model("image", mp)
-    if train.images.shape[-1] != mp["image_size"]:
+    if val.images.shape[-1] != mp["image_size"]:
         raise CVAEError(
             f"params size={mp['image_size']} but {shards} holds "
-            f"{train.images.shape[-1]} px images: re-run the shard stage (dvc repro)"
+            f"{val.images.shape[-1]} px images: re-run the shard stage (dvc repro)"
         )
-    run_id = fingerprint(
-        "image", mp, on, vars(tcfg) | {"device": None}, train.images, train.eval_conds
-    )
+    torch.manual_seed(tcfg.seed)
+    model = build_model("image", mp)
+    if tcfg.loader == "stream":  # decoded in workers, split by node and worker
+        ids, splits = shard_index(shards)
+        ids = ids[[s == "train" for s in splits]]
+        conds = image_conditions(ids, text_emb, image_emb, condition_on=on)
+        ids = ids[conds.keep]
+        clip_meta = conds.clip
+        run_id = fingerprint("image", mp, on, tcfg.run_fields(), ids, conds.eval_conds)
+        stream = ShardStream(
+            shards,
+            id_lookup(ids, conds.train_conds),
+            len(ids),
+            tcfg.batch_size,
+            seed=tcfg.seed,
+            num_workers=tcfg.num_workers,
+            info=distributed.info_from_env(),
+            pin_memory=resolve_device(tcfg.device).type == "cuda",
+        )
+        images, train_conds, n_train = None, None, len(ids)
+    else:  # decoded once, in memory
+        train = load_longtext(
+            shards, text_emb, image_emb, condition_on=on, split="train"
+        )
+        clip_meta = train.clip
+        run_id = fingerprint(
+            "image", mp, on, tcfg.run_fields(), train.images, train.eval_conds
+        )
+        stream, images, train_conds = None, train.images, train.train_conds
+        n_train = len(train.ids)
     trainer = Trainer(
         model,
         tcfg,
-        train.images,
-        train.train_conds,
+        images,
+        train_conds,
         state_path=state,
         history_path=history,
         val=(val.images, val.eval_conds),
         run_id=run_id,
+        stream=stream,
     )
     hist = trainer.fit()
+    if not trainer.dist.is_main:
+        return hist  # rank 0 writes the model
     clip = {
-        k: train.clip.get(k)
+        k: clip_meta.get(k)
         for k in ("model", "pretrained", "random_init", "seed", "normalize")
     }
     info = {
@@ -76,7 +107,7 @@ def train_coco(
         "clip": clip,
         "dataset": "coco",
         "epochs": tcfg.epochs,
-        "n_train": len(train.ids),
+        "n_train": n_train,
         "run_id": run_id,
     }
     save_model(model_out, trainer.model, "image", info)
@@ -96,7 +127,12 @@ def main(
 ) -> None:
     p = load_params(None, params)
     require(p, ("size", "conditioning", "condition_on", "coco"), params)
-    hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
+    try:
+        hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
+    finally:
+        distributed.teardown(distributed.info_from_env())
+    if not distributed.info_from_env().is_main:
+        return
     print(
         f"coco_train: size {p['size']} {p['conditioning']} on {p['condition_on']}, "
         f"{len(hist)} epochs -> {model_out}"

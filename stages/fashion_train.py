@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import typer
 
-from cvae import fashion
+from cvae import distributed, fashion
 from cvae.checkpoint import save_model
 from cvae.errors import CVAEError
 from cvae.models import build_model
@@ -31,9 +31,7 @@ def train_fashion(
     )
     torch.manual_seed(tcfg.seed)  # initial weights
     model = build_model(arch, model_params)
-    run_id = fingerprint(
-        arch, model_params, vars(tcfg) | {"device": None}, images, labels
-    )
+    run_id = fingerprint(arch, model_params, tcfg.run_fields(), images, labels)
     trainer = Trainer(
         model,
         tcfg,
@@ -45,6 +43,8 @@ def train_fashion(
         run_id=run_id,
     )
     hist = trainer.fit()
+    if not trainer.dist.is_main:
+        return hist  # rank 0 writes the model
     info = {
         "condition": "label",
         "classes": list(CLASS_NAMES),
@@ -69,7 +69,12 @@ def main(
     p = load_params("fashion", params)
     if arch not in p.get("model", {}):
         raise CVAEError(f"no fashion.model.{arch} section in {params}: add one")
-    hist = train_fashion(arch, p, data, model_out, history, state)
+    try:
+        hist = train_fashion(arch, p, data, model_out, history, state)
+    finally:
+        distributed.teardown(distributed.info_from_env())
+    if not distributed.info_from_env().is_main:
+        return
     last = hist[-1] if hist else {}
     print(f"fashion_train[{arch}]: {len(hist)} epochs, last {last} -> {model_out}")
 

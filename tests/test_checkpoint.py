@@ -81,3 +81,22 @@ def test_training_state_loads_weights_only(tmp_path) -> None:
     torch.save({"x": Evil()}, path)
     with pytest.raises(CVAEError, match="unreadable"):
         load_state(path)  # weights_only=True refuses to unpickle code
+
+
+def test_equal_weights_give_equal_bytes(saved, tmp_path) -> None:
+    """safetensors writes its metadata in HashMap order; ours is canonical."""
+    model, path = saved
+    blobs = set()
+    for i in range(6):
+        p = tmp_path / f"again{i}.safetensors"
+        save_model(p, model, "conv", {"condition": "label"})
+        blobs.add(p.read_bytes())
+    assert blobs == {path.read_bytes()}
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    assert n % 8 == 0
+    header = json.loads(data[8 : 8 + n])
+    assert list(header) == sorted(header)
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    # still a valid file for the reference reader
+    assert set(load_file(str(path))) == set(model.state_dict())

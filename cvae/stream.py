@@ -1,0 +1,143 @@
+"""Training batches streamed from WebDataset shards (data larger than memory,
+and data-parallel training).
+
+Each epoch opens the shards with ``wds.split_by_node`` (rank r of W reads
+shards r, r + W, ...) and ``wds.split_by_worker`` (each DataLoader worker of a
+rank reads its own share of those), repeats them, shuffles samples in a buffer,
+keeps one split, decodes the images in the workers and batches them there.
+Every rank takes exactly ``steps = n_items // (W * batch_size)`` full batches
+per epoch, so the ranks' DDP collectives always line up. The conditions are
+looked up in the main process from the image ids (seeded by seed, epoch and
+rank), so the workers carry no embedding tables.
+
+Unlike the in-memory loop, the order depends on the worker count and is not
+bit-reproducible across runs; use ``loader: memory`` when that matters.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from cvae.distributed import DistInfo
+from cvae.errors import CVAEError
+from cvae.shards import decode_sample, shard_paths
+
+# (image ids (B,), generator) -> conditions (B, ...)
+ConditionLookup = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def _decode(sample: dict[str, Any]) -> tuple[int, torch.Tensor, str]:
+    image_id, image, meta = decode_sample(sample)
+    return image_id, torch.from_numpy(image).permute(2, 0, 1), str(meta.get("split"))
+
+
+# Module-level (picklable) steps: DataLoader workers may be spawned, not forked.
+def _in_split(split: str | None, s: tuple[int, torch.Tensor, str]) -> bool:
+    return split is None or s[2] == split
+
+
+def _drop_split(s: tuple[int, torch.Tensor, str]) -> tuple[int, torch.Tensor]:
+    return s[0], s[1]
+
+
+class ShardStream:
+    """``steps`` batches of (uint8 images (B, 3, S, S), conditions) per epoch."""
+
+    def __init__(
+        self,
+        shard_dir: str | os.PathLike,
+        lookup: ConditionLookup,
+        n_items: int,
+        batch_size: int,
+        *,
+        split: str | None = "train",
+        seed: int = 0,
+        num_workers: int = 2,
+        shuffle_buffer: int = 1000,
+        info: DistInfo | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        self.urls = [str(p) for p in shard_paths(shard_dir)]
+        self.info = info or DistInfo()
+        self.lookup = lookup
+        self.batch_size = batch_size
+        self.split = split
+        self.seed = seed
+        self.num_workers = num_workers
+        self.shuffle_buffer = shuffle_buffer
+        self.pin_memory = pin_memory
+        readers = self.info.world_size * max(num_workers, 1)
+        if len(self.urls) < readers:
+            raise CVAEError(
+                f"{len(self.urls)} shard(s) in {shard_dir} cannot feed "
+                f"{self.info.world_size} rank(s) x {max(num_workers, 1)} worker(s): "
+                f"lower shard.shard_size to get >= {readers} shards, or num_workers"
+            )
+        self.steps = n_items // (self.info.world_size * batch_size)
+        if self.steps < 1:
+            raise CVAEError(
+                f"{n_items} items give no full batch of {batch_size} on each of "
+                f"{self.info.world_size} rank(s): lower batch_size"
+            )
+
+    def _dataset(self, epoch: int) -> wds.WebDataset:
+        return (
+            wds.WebDataset(
+                self.urls,
+                repeat=True,
+                shardshuffle=len(self.urls),
+                seed=self.seed * 100_003 + epoch,
+                nodesplitter=wds.split_by_node,
+                workersplitter=wds.split_by_worker,
+                empty_check=False,
+            )
+            .shuffle(self.shuffle_buffer)
+            .map(_decode)
+            .select(functools.partial(_in_split, self.split))
+            .map(_drop_split)
+            .batched(self.batch_size, partial=False)
+        )
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader = wds.WebLoader(
+            self._dataset(epoch),
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+        gen = torch.Generator().manual_seed(
+            (self.seed * 100_003 + epoch) * 1_000 + self.info.rank
+        )
+        for ids, images in itertools.islice(loader, self.steps):
+            yield images, self.lookup(torch.as_tensor(ids), gen)
+
+
+def id_lookup(
+    ids: np.ndarray, conds: torch.Tensor | Callable[..., torch.Tensor]
+) -> ConditionLookup:
+    """A ConditionLookup over rows: ``conds`` indexed (or called) by the row of each id.
+
+    ids: (N,) image ids in row order; conds: (N, D) vectors, or a row-indexed
+    source such as ``cvae.longtext.CaptionChoice``.
+    """
+    row = {int(i): r for r, i in enumerate(ids)}
+
+    def lookup(batch_ids: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        try:
+            rows = torch.tensor([row[int(i)] for i in batch_ids])
+        except KeyError as e:
+            raise CVAEError(
+                f"image {e.args[0]} of the shards has no embedding: "
+                "re-run the embed stage"
+            ) from None
+        return conds(rows, gen) if callable(conds) else conds[rows]
+
+    return lookup

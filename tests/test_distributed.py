@@ -1,0 +1,191 @@
+"""Data-parallel training: equal rank shares, DDP under torchrun (gloo, CPU).
+
+The 2-process runs start real ``torchrun`` jobs (about 10-20 s each on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cvae.distributed import DistInfo, info_from_env, rank_share
+from cvae.errors import CVAEError
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def torchrun(*args: str, nproc: int = 2, timeout: int = 300) -> None:
+    """Run ``torchrun --standalone --nproc-per-node nproc args`` from the repo root."""
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={nproc}", *args]
+    r = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def test_rank_share_is_equal_disjoint_and_strided() -> None:
+    perm = torch.randperm(103, generator=torch.Generator().manual_seed(0))
+    shares = [rank_share(perm, DistInfo(rank=r, world_size=4)) for r in range(4)]
+    assert {len(s) for s in shares} == {25}  # 103 // 4, 3 dropped
+    union = torch.cat(shares)
+    assert len(set(union.tolist())) == 100 and set(union.tolist()) <= set(perm.tolist())
+    assert torch.equal(shares[1], perm[:100][1::4])
+    assert torch.equal(rank_share(perm, DistInfo()), perm)
+    with pytest.raises(CVAEError, match="fewer processes"):
+        rank_share(perm[:3], DistInfo(rank=0, world_size=4))
+
+
+def test_env_is_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    info = info_from_env()
+    assert info.enabled and not info.is_main and info.local_rank == 1
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(CVAEError, match="torchrun"):
+        info_from_env()
+
+
+def test_two_ranks_equal_one_process_with_twice_the_batch(
+    tiny_fashion: Path, tmp_path: Path
+) -> None:
+    """DDP averages the ranks' gradients: with z = mu, 2 ranks x batch 32 take the
+    steps of 1 process x batch 64 (same items per step), up to float rounding;
+    both ranks end with identical weights and rank 0 alone writes the state."""
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    ddp.mkdir(), single.mkdir()
+    torchrun(str(WORKER), str(tiny_fashion), str(ddp), "32", "mean-z")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, str(WORKER), str(tiny_fashion), str(single), "64", "mean-z"],
+        check=True,
+        env=env,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    r0, r1 = (torch.load(ddp / f"rank{r}.pt") for r in (0, 1))
+    one = torch.load(single / "rank0.pt")
+    for k, v in r0["model"].items():
+        assert torch.equal(v, r1["model"][k]), k  # ranks in sync, bit for bit
+        torch.testing.assert_close(v, one["model"][k], atol=2e-5, rtol=1e-4)
+    h0, h1 = r0["history"][0], one["history"][0]
+    assert h0["world_size"] == 2 and "world_size" not in h1
+    assert h0["loss"] == pytest.approx(h1["loss"], rel=1e-4)
+    assert (ddp / "state.pt").exists() and not list(ddp.glob(".tmp-*"))
+
+
+@pytest.fixture(scope="module")
+def many_shards(coco_sample: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Real COCO sample images in 4-image shards, embedded with random CLIP."""
+    from stages import embed, filter, shard
+
+    tmp = tmp_path_factory.mktemp("ddp-coco")
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["filter"]["val_fraction"] = 0.25
+    p["shard"]["shard_size"] = 4
+    p["embed"].update(model="ViT-S-32-alt", device="cpu", batch_size=32)
+    p["coco"]["model"].update(base_channels=4, latent_dim=8, embed_dim=16)
+    p["coco"]["train"].update(
+        epochs=2, batch_size=4, device="cpu", loader="stream", num_workers=1
+    )
+    params = tmp / "params.yaml"
+    params.write_text(yaml.safe_dump(p))
+    d = tmp / "data"
+    images, caps = coco_sample / "images", coco_sample / "captions.json"
+    filter.main(
+        captions=caps,
+        images=images,
+        out=d / "manifest.parquet",
+        metrics=tmp / "f.json",
+        params=params,
+    )
+    shard.main(
+        manifest=d / "manifest.parquet",
+        images=images,
+        out=d / "shards",
+        metrics=tmp / "s.json",
+        params=params,
+    )
+    embed.main(
+        manifest=d / "manifest.parquet",
+        images=images,
+        text_out=d / "text.parquet",
+        image_out=d / "image.parquet",
+        metrics=tmp / "e.json",
+        params=params,
+    )
+    return tmp, params, d
+
+
+def test_coco_train_under_torchrun_streams_split_shards(many_shards) -> None:
+    """The coco_train stage itself, 2 gloo ranks, shards split by node and worker."""
+    from cvae.checkpoint import load_model
+    from cvae.shards import shard_index, shard_paths
+
+    tmp, params, d = many_shards
+    assert len(shard_paths(d / "shards")) >= 4  # 2 ranks x 1 worker, and more
+    out = tmp / "model.safetensors"
+    torchrun(
+        "-m",
+        "stages.coco_train",
+        "--shards",
+        str(d / "shards"),
+        "--text-emb",
+        str(d / "text.parquet"),
+        "--image-emb",
+        str(d / "image.parquet"),
+        "--model-out",
+        str(out),
+        "--history",
+        str(tmp / "h.json"),
+        "--state",
+        str(tmp / "state.pt"),
+        "--params",
+        str(params),
+    )
+    hist = json.loads((tmp / "h.json").read_text())
+    ids, splits = shard_index(d / "shards")
+    n_train = splits.count("train")
+    assert len(hist) == 2 and all(h["world_size"] == 2 for h in hist)
+    # equal full batches per rank: steps = n // (ranks * batch), all ranks counted
+    per_epoch = (n_train // (2 * 4)) * 2 * 4
+    assert all(h["images_per_s"] > 0 for h in hist)
+    assert hist[0]["loss"] > 0 and "val_loss" in hist[0]
+    model, meta = load_model(out)
+    assert meta["info"]["n_train"] == n_train and per_epoch > 0
+    assert not (tmp / "state.pt").exists()  # complete run: nothing to resume
+
+
+def test_stream_refuses_too_few_shards(many_shards) -> None:
+    from cvae.distributed import DistInfo
+    from cvae.stream import ShardStream
+
+    _, _, d = many_shards
+    with pytest.raises(CVAEError, match="lower shard.shard_size"):
+        ShardStream(
+            d / "shards",
+            lambda ids, g: ids,
+            40,
+            4,
+            num_workers=8,
+            info=DistInfo(rank=0, world_size=2),
+        )
+    with pytest.raises(CVAEError, match="lower batch_size"):
+        ShardStream(
+            d / "shards",
+            lambda ids, g: ids,
+            7,
+            4,
+            num_workers=1,
+            info=DistInfo(rank=0, world_size=2),
+        )
