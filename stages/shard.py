@@ -49,6 +49,7 @@ def run_shard(
         shard_size=p["shard_size"],
         image_format=p["image_format"],
         progress=True,
+        workers=int(p.get("workers", 1)),
     )
     write_json(metrics, stats)
     return stats

@@ -132,8 +132,11 @@ def test_shards_are_byte_identical(tmp_path: Path, images: Path) -> None:
         a, b = tmp_path / f"a-{fmt}", tmp_path / f"b-{fmt}"
         write_shards(manifest, images, a, size=64, shard_size=5, image_format=fmt)
         # Shuffled input rows give the same output: samples go in image_id order.
+        # ... and so do worker processes (2 here: results are written in order).
         shuffled = manifest.take(np.random.default_rng(0).permutation(8))
-        write_shards(shuffled, images, b, size=64, shard_size=5, image_format=fmt)
+        write_shards(
+            shuffled, images, b, size=64, shard_size=5, image_format=fmt, workers=2
+        )
         names = sorted(p.name for p in a.iterdir())
         assert names == sorted(p.name for p in b.iterdir()) and len(names) == 2
         for name in names:

@@ -1,0 +1,359 @@
+"""One benchmark case per function; each runs in its own process (see __main__).
+
+Data: every image of the shared COCO sample with its captions (real JPEGs, real
+captions). Model: the pipeline's ImageCVAE with ``coco.model`` from
+params.yaml at the chosen size; CLIP: open_clip ViT-B-32 with random weights
+(the same compute as pretrained ones; no weights exist offline).
+
+Ours vs seed-style, on the same data, model, batch size and device:
+
+- ``train_ours``: the project's ``Trainer``: images decoded and resized once
+  (by the shard stage), caption embeddings computed once (by the embed stage)
+  and drawn per step from memory; on CUDA bf16 autocast and channels_last.
+  Only the training is timed: the one-off stage costs are the shard and
+  embed cases below.
+- ``train_seed``: seed 000's loop: every step opens and decodes each JPEG
+  with PIL and transforms it, and calls CLIP once per sentence of each caption
+  (``encode_condition``), in fp32.
+- ``shard_*`` / ``embed_*``: the shard and embed stages' code vs naive per-item
+  loops (one PNG file per image; one CLIP call per sentence / per image).
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = (ROOT / ".." / "shared" / "data" / "coco-sample").resolve()
+CLIP_MODEL = "ViT-B-32"
+
+
+@dataclass
+class Sample:
+    """The benchmark data: N image files and their captions."""
+
+    files: list[Path]
+    captions: list[list[str]]  # (N, ~5)
+    ids: list[int]
+
+
+def load_sample(limit: int | None = None) -> Sample:
+    from cvae.coco import load_coco_captions
+
+    coco = load_coco_captions(SAMPLE / "captions.json")
+    ids = sorted(i for i in coco.getImgIds() if coco.getAnnIds(imgIds=[i]))
+    ids = [i for i in ids if (SAMPLE / "images" / coco.imgs[i]["file_name"]).is_file()]
+    ids = ids[:limit] if limit else ids
+    files = [SAMPLE / "images" / coco.imgs[i]["file_name"] for i in ids]
+    caps = [
+        [a["caption"] for a in coco.loadAnns(coco.getAnnIds(imgIds=[i]))] for i in ids
+    ]
+    return Sample(files, caps, ids)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux ru_maxrss is KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def model_params(size: int) -> dict[str, Any]:
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return dict(p["coco"]["model"]) | {
+        "image_size": size,
+        "conditioning": "concat",
+        "cond_dim": 512,
+    }
+
+
+def gpu_busy(device: torch.device, fn: Callable[[], None]) -> float | None:
+    """Fraction of the wall time of ``fn`` during which CUDA kernels ran.
+
+    Kernel times come from the PyTorch profiler (CUPTI); overlapping kernels
+    would count twice, but one stream runs them one after another.
+    """
+    if device.type != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        wall = time.perf_counter() - t0
+    busy_us = sum(e.device_time for e in prof.events() if e.device_type.name == "CUDA")
+    return min(busy_us / 1e6 / wall, 1.0)
+
+
+# --------------------------------------------------------------------------- train
+def train_ours(device: torch.device, size: int, steps: int, batch_size: int) -> dict:
+    from cvae.clip import load_clip
+    from cvae.longtext import CaptionChoice
+    from cvae.models import build_model
+    from cvae.shards import center_crop_resize, load_rgb
+    from cvae.train import TrainConfig, Trainer
+
+    s = load_sample()
+    # The shard and embed stages' work, done once before training (not timed).
+    images = (
+        torch.from_numpy(
+            np.stack(
+                [np.asarray(center_crop_resize(load_rgb(f), size)) for f in s.files]
+            )
+        )
+        .permute(0, 3, 1, 2)
+        .contiguous()
+    )
+    enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
+    flat = [c for caps in s.captions for c in caps]
+    vecs = torch.from_numpy(enc.embed_texts(flat, batch_size=256))
+    count = torch.tensor([len(c) for c in s.captions])
+    first = torch.cumsum(count, 0) - count
+    conds = CaptionChoice(vecs, first, count)
+    del enc
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+    n = len(images)
+    epochs = max(2, -(-steps * batch_size // n))  # >= steps batches
+    tmp = Path(tempfile.mkdtemp())
+
+    def fit(e: int, tag: str) -> Trainer:
+        torch.manual_seed(0)
+        cfg = TrainConfig(epochs=e, batch_size=batch_size, device=str(device))
+        t = Trainer(
+            build_model("image", model_params(size)),
+            cfg,
+            images,
+            conds,
+            state_path=tmp / f"{tag}.pt",
+            log=lambda line: None,
+        )
+        t.fit()
+        return t
+
+    try:
+        fit(1, "warmup")
+        sync(device)
+        t0 = time.perf_counter()
+        fit(epochs, "timed")
+        sync(device)
+        wall = time.perf_counter() - t0
+        busy = gpu_busy(device, lambda: fit(1, "profiled"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "images_per_s": epochs * n / wall,
+        "steps": epochs * -(-n // batch_size),
+        "gpu_busy": busy,
+    }
+
+
+def _seed_transform(size: int) -> Callable:
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()]
+    )
+
+
+def train_seed(device: torch.device, size: int, steps: int, batch_size: int) -> dict:
+    """Seed 000's loop: PIL decode per step, CLIP per sentence per step, fp32."""
+    from PIL import Image
+
+    from cvae.clip import load_clip, split_sentences
+    from cvae.losses import elbo_loss
+    from cvae.models import build_model
+
+    s = load_sample()
+    enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
+    clip_model, tokenize = enc.model.float(), enc.tokenizer
+    transform = _seed_transform(size)
+    torch.manual_seed(0)
+    model = build_model("image", model_params(size)).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rng = random.Random(0)
+
+    def encode_condition(sentences: list[str]) -> torch.Tensor:
+        with torch.no_grad():
+            emb = [
+                clip_model.encode_text(tokenize([t]).to(device)).float()
+                for t in sentences
+            ]
+            return torch.mean(torch.stack(emb), dim=0)  # (1, 512)
+
+    def step() -> None:
+        idx = [rng.randrange(len(s.files)) for _ in range(batch_size)]
+        x = torch.stack(
+            [transform(Image.open(s.files[i]).convert("RGB")) for i in idx]
+        ).to(device)
+        c = torch.cat(
+            [encode_condition(split_sentences(rng.choice(s.captions[i]))) for i in idx]
+        )
+        logits, mu, logvar = model(x, c)
+        loss = elbo_loss(logits, x, mu, logvar)["loss"] / batch_size
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    wall = time.perf_counter() - t0
+    busy = gpu_busy(device, lambda: [step() for _ in range(max(1, steps // 4))])
+    return {"images_per_s": steps * batch_size / wall, "steps": steps, "gpu_busy": busy}
+
+
+# --------------------------------------------------------------------------- stages
+def shard_ours(device: torch.device, size: int, **_: Any) -> dict:
+    from cvae.shards import write_shards
+
+    s = load_sample()
+    table = pa.table(
+        {
+            "image_id": s.ids,
+            "file_name": [f.name for f in s.files],
+            "split": ["train"] * len(s.ids),
+            "subsets": [["all"]] * len(s.ids),
+        }
+    )
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        t0 = time.perf_counter()
+        out = write_shards(
+            table,
+            SAMPLE / "images",
+            tmp / "shards",
+            size=size,
+            shard_size=1000,
+            workers=0,
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"images_per_s": out["written"] / wall}
+
+
+def shard_naive(device: torch.device, size: int, **_: Any) -> dict:
+    """One PNG file per image: open, seed transform, save."""
+    from torchvision.transforms.functional import to_pil_image
+
+    s = load_sample()
+    transform = _seed_transform(size)
+    from PIL import Image
+
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        t0 = time.perf_counter()
+        for i, f in zip(s.ids, s.files, strict=True):
+            x = transform(Image.open(f).convert("RGB"))
+            to_pil_image(x).save(tmp / f"{i}.png")
+        wall = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"images_per_s": len(s.files) / wall}
+
+
+def embed_ours(device: torch.device, **_: Any) -> dict:
+    from cvae.clip import load_clip
+    from cvae.shards import load_rgb
+
+    s = load_sample()
+    enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
+    flat = [c for caps in s.captions for c in caps]
+    enc.embed_texts(flat[:64], batch_size=64)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    enc.embed_texts(flat, batch_size=64)
+    sync(device)
+    text_wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    enc.embed_images((load_rgb(f) for f in s.files), batch_size=64)
+    sync(device)
+    image_wall = time.perf_counter() - t0
+    return {
+        "captions_per_s": len(flat) / text_wall,
+        "images_per_s": len(s.files) / image_wall,
+    }
+
+
+def embed_naive(device: torch.device, **_: Any) -> dict:
+    """One CLIP call per sentence of each caption, one per image, fp32."""
+    from PIL import Image
+
+    from cvae.clip import load_clip, split_sentences
+
+    s = load_sample()
+    enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
+    model = enc.model.float()
+    flat = [c for caps in s.captions for c in caps]
+    with torch.no_grad():
+        model.encode_text(enc.tokenizer(["warm up"]).to(device))
+        sync(device)
+        t0 = time.perf_counter()
+        for cap in flat:
+            emb = [
+                model.encode_text(enc.tokenizer([t]).to(device))
+                for t in split_sentences(cap)
+            ]
+            torch.stack(emb).mean(0).cpu()
+        sync(device)
+        text_wall = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for f in s.files:
+            x = enc.preprocess(Image.open(f).convert("RGB")).unsqueeze(0)
+            model.encode_image(x.to(device)).cpu()
+        sync(device)
+        image_wall = time.perf_counter() - t0
+    return {
+        "captions_per_s": len(flat) / text_wall,
+        "images_per_s": len(s.files) / image_wall,
+    }
+
+
+CASES: dict[str, Callable[..., dict]] = {
+    "train_ours": train_ours,
+    "train_seed": train_seed,
+    "shard_ours": shard_ours,
+    "shard_naive": shard_naive,
+    "embed_ours": embed_ours,
+    "embed_naive": embed_naive,
+}
+
+
+def run_case(name: str, device: str, size: int, steps: int, batch_size: int) -> dict:
+    """Run one case in this process; add its peak host (and CUDA) memory."""
+    from cvae.device import resolve_device
+
+    dev = resolve_device(device)
+    torch.manual_seed(0)
+    out = CASES[name](dev, size=size, steps=steps, batch_size=batch_size)
+    out["peak_rss_mib"] = peak_rss_mib()
+    if dev.type == "cuda":
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    out["device"] = str(dev)
+    return out
