@@ -115,6 +115,7 @@ def table1(recs: list[dict[str, Any]]) -> str:
                     _fmt(paper["ssim"]),
                     _fmt(m.get("fid_recon", m.get("fid"))),
                     _fmt(m.get("fid_generate")),
+                    _fmt(m.get("fid_floor")),
                     _fmt(paper["fid"]),
                     _fmt(m.get("cond_accuracy"), 3),
                 ]
@@ -130,6 +131,7 @@ def table1(recs: list[dict[str, Any]]) -> str:
         "paper SSIM",
         "FID recon",
         "FID gen",
+        "FID floor",
         "paper FID",
         "cond. acc.",
     ]
@@ -158,6 +160,8 @@ def table2(recs: list[dict[str, Any]]) -> str:
                 _fmt(m.get("fid_recon", m.get("fid")), 2),
                 _fmt(m.get("fid_generate"), 2),
                 _fmt(paper.get("fid"), 2),
+                _fmt(m.get("clip_score_generated"), 2),
+                _fmt(m.get("clip_score_real"), 2),
                 "random"
                 if m.get("clip_random_init")
                 else _fmt(m.get("clip_pretrained")),
@@ -178,6 +182,8 @@ def table2(recs: list[dict[str, Any]]) -> str:
         "FID recon",
         "FID gen",
         "paper FID",
+        "CLIP score gen",
+        "CLIP score real",
         "CLIP weights",
     ]
     return _table(header, _distinct(rows))

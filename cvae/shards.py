@@ -41,6 +41,7 @@ TAR_MTIME = 0  # fixed header fields: same bytes on every run and machine
 TAR_USER = "cvae"
 TAR_MODE = 0o444
 PNG_COMPRESS_LEVEL = 6
+MIN_JOBS_PER_WORKER = 500  # below this, starting a process costs more than it saves
 JPEG_QUALITY = 95
 
 
@@ -151,8 +152,13 @@ def _prepare(
 def _prepared(
     jobs: list[tuple[str, int, str, int]], workers: int
 ) -> Iterator[tuple[str, bytes | None]]:
-    """_prepare over jobs in order, in ``workers`` processes (1: in this one)."""
-    if workers <= 1 or len(jobs) < 2:
+    """_prepare over jobs in order, in ``workers`` processes (1: in this one).
+
+    A spawned worker costs 1-2 s to start (imports), the work of a few hundred
+    images, so each worker is given at least MIN_JOBS_PER_WORKER images.
+    """
+    workers = min(workers, len(jobs) // MIN_JOBS_PER_WORKER)
+    if workers <= 1:
         yield from map(_prepare, jobs)
         return
     import multiprocessing

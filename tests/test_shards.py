@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from cvae import shards as shards_mod
 from cvae.coco import MANIFEST_SCHEMA, write_manifest
 from cvae.errors import CVAEError
 from cvae.shards import (
@@ -134,9 +135,11 @@ def test_shards_are_byte_identical(tmp_path: Path, images: Path) -> None:
         # Shuffled input rows give the same output: samples go in image_id order.
         # ... and so do worker processes (2 here: results are written in order).
         shuffled = manifest.take(np.random.default_rng(0).permutation(8))
-        write_shards(
-            shuffled, images, b, size=64, shard_size=5, image_format=fmt, workers=2
-        )
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(shards_mod, "MIN_JOBS_PER_WORKER", 1)  # 8 images, 2 workers
+            write_shards(
+                shuffled, images, b, size=64, shard_size=5, image_format=fmt, workers=2
+            )
         names = sorted(p.name for p in a.iterdir())
         assert names == sorted(p.name for p in b.iterdir()) and len(names) == 2
         for name in names:
