@@ -48,13 +48,13 @@ def train_coco(
     val = load_longtext(shards, text_emb, image_emb, condition_on=on, split="val")
     cond_dim = int(val.eval_conds.shape[1])
     mp = model_params(params, cond_dim)
+    torch.manual_seed(tcfg.seed)
+    model = build_model("image", mp)  # checks the params (size, conditioning, ...)
     if val.images.shape[-1] != mp["image_size"]:
         raise CVAEError(
             f"params size={mp['image_size']} but {shards} holds "
             f"{val.images.shape[-1]} px images: re-run the shard stage (dvc repro)"
         )
-    torch.manual_seed(tcfg.seed)
-    model = build_model("image", mp)
     if tcfg.loader == "stream":  # decoded in workers, split by node and worker
         ids, splits = shard_index(shards)
         ids = ids[[s == "train" for s in splits]]
