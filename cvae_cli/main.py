@@ -99,7 +99,9 @@ def info(model: str = typer.Argument("fashion", help="model name or path")) -> N
 @app.command()
 def report(
     exp_json: Path = typer.Option(
-        None, help="saved `dvc exp show --json` output (default: run it here)"
+        None,
+        help="saved `dvc exp show -A --json` output (default: run it here; -A "
+        "includes experiments made on earlier commits)",
     ),
     out: Path = typer.Option(None, help="write the markdown to this file"),
     readme: Path = typer.Option(
@@ -123,11 +125,13 @@ def report(
             raw = exp_json.read_text()
         else:
             r = subprocess.run(
-                ["dvc", "exp", "show", "--json"], capture_output=True, text=True
+                ["dvc", "exp", "show", "--all-commits", "--json"],
+                capture_output=True,
+                text=True,
             )
             if r.returncode != 0:
                 raise CVAEError(
-                    f"`dvc exp show --json` failed: {r.stderr.strip()[:200]}"
+                    f"`dvc exp show -A --json` failed: {r.stderr.strip()[:200]}"
                 )
             raw = r.stdout
         try:
