@@ -70,6 +70,13 @@ def _caption_table(
     return ids, vecs, index, t.column("caption").to_pylist(), meta
 
 
+def check_condition_on(condition_on: str) -> None:
+    if condition_on not in CONDITION_ON:
+        raise CVAEError(
+            f"condition_on {condition_on!r} unknown: use one of {list(CONDITION_ON)}"
+        )
+
+
 @dataclass
 class Conditions:
     """The conditions of the images that have them (see ``image_conditions``)."""
@@ -90,10 +97,7 @@ def image_conditions(
 ) -> Conditions:
     """Conditions of the images ``ids`` (N,); images without an embedding are
     left out (``keep`` says which were kept)."""
-    if condition_on not in CONDITION_ON:
-        raise CVAEError(
-            f"condition_on {condition_on!r} unknown: use one of {list(CONDITION_ON)}"
-        )
+    check_condition_on(condition_on)
     cap_ids, cap_vecs, cap_idx, cap_text, clip_meta = _caption_table(text_embeddings)
     order = np.lexsort((np.asarray(cap_idx), cap_ids))  # by image, then caption
     cap_ids, cap_vecs = cap_ids[order], cap_vecs[order]
@@ -141,10 +145,7 @@ def load_longtext(
 
     Images lacking an embedding (e.g. unreadable originals) are dropped.
     """
-    if condition_on not in CONDITION_ON:
-        raise CVAEError(
-            f"condition_on {condition_on!r} unknown: use one of {list(CONDITION_ON)}"
-        )
+    check_condition_on(condition_on)  # before the shards are read
     ids, images, metas = load_shards(shard_dir)  # (N,), (N, S, S, 3)
     keep = [i for i, m in enumerate(metas) if split is None or m.get("split") == split]
     if not keep:

@@ -131,15 +131,13 @@ def sample_key(image_id: int) -> str:
     return f"{int(image_id):012d}"
 
 
-def _prepare(
-    job: tuple[str, int, str, int],
-) -> tuple[str, bytes | None]:
-    """(path, image_id, format, size) -> ("ok", encoded bytes) or (why, None).
+def _prepare(job: tuple[str, str, int]) -> tuple[str, bytes | None]:
+    """(path, format, size) -> ("ok", encoded bytes) or (why, None).
 
     Decode, crop, resize and encode one image: the work the shard stage spreads
     over processes. Module level, so that worker processes can run it.
     """
-    path, _image_id, image_format, size = job
+    path, image_format, size = job
     try:
         img = load_rgb(path)
     except FileNotFoundError:
@@ -150,7 +148,7 @@ def _prepare(
 
 
 def _prepared(
-    jobs: list[tuple[str, int, str, int]], workers: int
+    jobs: list[tuple[str, str, int]], workers: int
 ) -> Iterator[tuple[str, bytes | None]]:
     """_prepare over jobs in order, in ``workers`` processes (1: in this one).
 
@@ -223,10 +221,7 @@ def write_shards(
     if workers < 0:
         raise CVAEError(f"workers={workers} must be >= 0 (0: one per CPU)")
     workers = workers or os.cpu_count() or 1
-    jobs = [
-        (str(images_dir / r["file_name"]), int(r["image_id"]), image_format, size)
-        for r in rows
-    ]
+    jobs = [(str(images_dir / r["file_name"]), image_format, size) for r in rows]
     with atomic_dir(out_dir) as tmp:
         writer = wds.ShardWriter(
             str(tmp / SHARD_PATTERN),

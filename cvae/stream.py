@@ -29,6 +29,7 @@ import webdataset as wds
 from cvae.distributed import DistInfo
 from cvae.errors import CVAEError
 from cvae.shards import decode_sample, shard_paths
+from cvae.train import epoch_seed
 
 # (image ids (B,), generator) -> conditions (B, ...)
 ConditionLookup = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -94,7 +95,7 @@ class ShardStream:
                 self.urls,
                 repeat=True,
                 shardshuffle=len(self.urls),
-                seed=self.seed * 100_003 + epoch,
+                seed=epoch_seed(self.seed, epoch),
                 nodesplitter=wds.split_by_node,
                 workersplitter=wds.split_by_worker,
                 empty_check=False,
@@ -114,7 +115,7 @@ class ShardStream:
             pin_memory=self.pin_memory,
         )
         gen = torch.Generator().manual_seed(
-            (self.seed * 100_003 + epoch) * 1_000 + self.info.rank
+            epoch_seed(self.seed, epoch) * 1_000 + self.info.rank
         )
         for ids, images in itertools.islice(loader, self.steps):
             yield images, self.lookup(torch.as_tensor(ids), gen)

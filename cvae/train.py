@@ -109,12 +109,17 @@ def make_train_config(params: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's data order (in memory and streamed)."""
+    return seed * 100_003 + epoch
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> tuple[torch.Generator, torch.Tensor]:
     """(generator, permutation of n items) that depend on (seed, epoch) only.
 
     A resumed run thus sees the same batches as an uninterrupted one.
     """
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     return gen, torch.randperm(n, generator=gen)
 
 
@@ -181,8 +186,9 @@ class Trainer:
             raise ValueError("give either images and conds, or a stream")
         self.cfg = cfg
         self.stream = stream
-        self.dist = distributed.setup(resolve_device(cfg.device))
-        self.device = distributed.rank_device(resolve_device(cfg.device), self.dist)
+        device = resolve_device(cfg.device)
+        self.dist = distributed.setup(device)
+        self.device = distributed.rank_device(device, self.dist)
         self.model = model.to(self.device)
         self.amp = cfg.amp and self.device.type == "cuda"
         if self.device.type == "cuda":

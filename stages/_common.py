@@ -42,7 +42,8 @@ def require(params: dict, keys: tuple[str, ...], path: str | Path) -> None:
 
 
 def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a stage ``main``: a CVAEError becomes one line on stderr and exit 2."""
+    """Wrap a stage ``main``: a CVAEError becomes one line on stderr and exit 2;
+    a torchrun process group the stage joined (``cvae.distributed``) is left."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -51,5 +52,10 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
         except CVAEError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
+        finally:
+            if "torch.distributed" in sys.modules:  # a group needs it imported
+                from cvae import distributed
+
+                distributed.teardown(distributed.info_from_env())
 
     return wrapper

@@ -127,10 +127,7 @@ def main(
 ) -> None:
     p = load_params(None, params)
     require(p, ("size", "conditioning", "condition_on", "coco"), params)
-    try:
-        hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
-    finally:
-        distributed.teardown(distributed.info_from_env())
+    hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
     if not distributed.info_from_env().is_main:
         return
     print(

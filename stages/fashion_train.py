@@ -69,10 +69,7 @@ def main(
     p = load_params("fashion", params)
     if arch not in p.get("model", {}):
         raise CVAEError(f"no fashion.model.{arch} section in {params}: add one")
-    try:
-        hist = train_fashion(arch, p, data, model_out, history, state)
-    finally:
-        distributed.teardown(distributed.info_from_env())
+    hist = train_fashion(arch, p, data, model_out, history, state)
     if not distributed.info_from_env().is_main:
         return
     last = hist[-1] if hist else {}
