@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-import yaml
+
+from cvae.params import Params, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = (ROOT / ".." / "shared" / "data" / "coco-sample").resolve()
@@ -74,11 +75,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def params() -> Params:
+    """The project's params.yaml, validated by the one schema."""
+    return load_params(ROOT / "params.yaml")
+
+
 def model_params(size: int) -> dict[str, Any]:
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    return dict(p["coco"]["model"]) | {
+    """The pipeline's ImageConfig at ``size``: coco.model and the top-level
+    conditioning, RGB, ViT-B-32's 512-d condition."""
+    p = params()
+    return p.coco.model.model_dump() | {
         "image_size": size,
-        "conditioning": "concat",
+        "in_channels": 3,
+        "conditioning": p.conditioning,
         "cond_dim": 512,
     }
 
@@ -114,7 +123,7 @@ def train_ours(device: torch.device, size: int, steps: int, batch_size: int) -> 
     from cvae.longtext import CaptionChoice
     from cvae.models import build_model
     from cvae.shards import center_crop_resize, load_rgb
-    from cvae.train import TrainConfig, Trainer
+    from cvae.train import Trainer
 
     s = load_sample()
     # The shard and embed stages' work, done once before training (not timed).
@@ -144,7 +153,9 @@ def train_ours(device: torch.device, size: int, steps: int, batch_size: int) -> 
 
     def fit(e: int, tag: str) -> Trainer:
         torch.manual_seed(0)
-        cfg = TrainConfig(epochs=e, batch_size=batch_size, device=str(device))
+        cfg = params().coco.train.model_copy(
+            update={"epochs": e, "batch_size": batch_size, "device": str(device)}
+        )
         t = Trainer(
             build_model("image", model_params(size)),
             cfg,

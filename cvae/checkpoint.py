@@ -39,9 +39,49 @@ def save_model(
         "cvae_version": __version__,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise CVAEError(
+            f"refusing to write {path}: tensor {bad!r} holds NaN or Inf (training "
+            "diverged): lower the learning rate or beta and retrain"
+        )
     data = canonical_safetensors(save(state, metadata=meta))
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)
+
+
+def first_non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """Name of the first floating tensor holding NaN or Inf, or None."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
+def check_state_dict(
+    path: str | os.PathLike, model: torch.nn.Module, state: dict[str, torch.Tensor]
+) -> None:
+    """The file's tensors are exactly the model's, by name and shape (named)."""
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    shape = [k for k in want if k in state and state[k].shape != want[k].shape]
+    if missing:
+        raise CVAEError(
+            f"{path}: tensor {missing[0]!r} missing ({len(missing)} in all): the "
+            "weights do not match its config; retrain the model"
+        )
+    if extra:
+        raise CVAEError(
+            f"{path}: unexpected tensor {extra[0]!r} ({len(extra)} in all): the "
+            "weights do not match its config; retrain the model"
+        )
+    if shape:
+        k = shape[0]
+        raise CVAEError(
+            f"{path}: tensor {k!r} is {tuple(state[k].shape)}, the config needs "
+            f"{tuple(want[k].shape)}: retrain the model"
+        )
 
 
 def canonical_safetensors(data: bytes) -> bytes:
@@ -108,11 +148,11 @@ def load_model(
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise CVAEError(f"{path}: weights unreadable ({e}): retrain the model") from e
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CVAEError(f"{path}: weights do not match its config ({first})") from e
+    check_state_dict(path, model, state)
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise CVAEError(f"{path}: tensor {bad!r} holds NaN or Inf: retrain the model")
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval(), meta
 
 
@@ -131,11 +171,15 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
         # one line, naming the global the file wanted to call.
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
         refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        lines = [  # torch's advice to load with weights_only=False is not ours
+            line.strip()
+            for line in text.splitlines()
+            if line.strip() and "weights_only" not in line
+        ]
         why = (
             f"it calls {refused.group(1)}, refused without running it"
             if refused
-            else (lines[0] if lines else type(e).__name__)
+            else (lines[0] if lines else f"damaged: {type(e).__name__}")
         )
         raise CVAEError(
             f"resume checkpoint {path} is unreadable ({why}): delete it"

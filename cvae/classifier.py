@@ -30,10 +30,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cvae.checkpoint import read_metadata, save_model
-from cvae.config import from_params
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.models import ConditionalVAE
+from cvae.params import ClassifierParams
 from cvae.sampling import batches, generate
 from cvae.train import epoch_order, progress, to_float_images
 
@@ -45,32 +45,6 @@ class ClassifierConfig:
     channels: list[int] = field(default_factory=lambda: [32, 64])  # 2 conv widths
     num_classes: int = 10  # labels 0..num_classes-1
     dropout: float = 0.25  # dropout before the linear head (training only)
-
-
-@dataclass
-class ClassifierTrainConfig:
-    epochs: int = 5  # passes over the training set
-    batch_size: int = 128  # images per step
-    lr: float = 1e-3  # Adam learning rate
-    seed: int = 0  # seeds init, dropout and data order
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-
-    def validate(self) -> None:
-        if self.epochs < 0:
-            raise CVAEError(f"classifier epochs must be >= 0, got {self.epochs}")
-        if self.batch_size < 1:
-            raise CVAEError(
-                f"classifier batch_size must be >= 1, got {self.batch_size}"
-            )
-        if not self.lr > 0:
-            raise CVAEError(f"classifier lr must be > 0, got {self.lr}")
-
-
-def make_classifier_train_config(params: dict[str, Any]) -> ClassifierTrainConfig:
-    """ClassifierTrainConfig from a params dict, refusing unknown keys."""
-    cfg = from_params(ClassifierTrainConfig, params, "classifier")
-    cfg.validate()
-    return cfg
 
 
 class Classifier(nn.Module):
@@ -108,7 +82,7 @@ class Classifier(nn.Module):
 def train_classifier(
     images: torch.Tensor,
     labels: torch.Tensor,
-    cfg: ClassifierTrainConfig,
+    cfg: ClassifierParams,
     *,
     model_cfg: ClassifierConfig | None = None,
     log: Callable[[str], None] = print,
@@ -118,7 +92,6 @@ def train_classifier(
     Seeded: the same seed and data give the same weights on CPU. Returns (the
     model in eval mode, one metrics dict per epoch, each also logged as JSON).
     """
-    cfg.validate()
     model_cfg = model_cfg or ClassifierConfig()
     if len(images) != len(labels) or images.ndim != 4:
         raise CVAEError(

@@ -172,9 +172,16 @@ def _check_captions_format(data: Any, path: Path) -> None:
         raise CVAEError(f"{path} is not a COCO file (no 'images' list): {fix}")
     if not isinstance(data.get("annotations"), list):
         raise CVAEError(f"{path} is not a COCO file (no 'annotations' list): {fix}")
+    seen: dict[Any, str] = {}
     for img in data["images"]:
         if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
             raise CVAEError(f"{path}: an image lacks 'id' or 'file_name': {fix}")
+        if img["id"] in seen:  # pycocotools would silently keep the last one
+            raise CVAEError(
+                f"{path}: image id {img['id']} is listed twice ({seen[img['id']]!r} "
+                f"and {img['file_name']!r}): give each image its own id"
+            )
+        seen[img["id"]] = img["file_name"]
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or not isinstance(ann.get("caption"), str):
             kind = "instances/keypoints" if "segmentation" in ann else "unknown"

@@ -1,4 +1,5 @@
-"""Config dataclasses from params.yaml sections, one key per field."""
+"""Architecture configs (dataclasses, no defaults) from complete dicts: a params
+section plus what the data decides, or a checkpoint's stored config."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ T = TypeVar("T")
 
 
 def from_params(cls: type[T], params: dict[str, Any], what: str) -> T:
-    """``cls(**params)``, refusing keys that are not fields of ``cls``.
+    """``cls(**params)``, refusing keys that are not fields of ``cls`` and
+    missing ones (no field has a default: params.yaml holds the values).
 
     ``what`` names the params section in the error (e.g. "fc model").
     """
@@ -21,4 +23,7 @@ def from_params(cls: type[T], params: dict[str, Any], what: str) -> T:
         raise CVAEError(
             f"unknown {what} param(s) {unknown}: valid keys are {sorted(names)}"
         )
+    missing = sorted(names - set(params))
+    if missing:
+        raise CVAEError(f"{what} param(s) {missing} missing: add them")
     return cls(**params)

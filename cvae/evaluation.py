@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from cvae.metrics import MeanMeter, mse_sum, ssim
+from cvae.metrics import MeanMeter, mse_sum, ssim_both
 from cvae.models import ConditionalVAE
 from cvae.sampling import generate, reconstruct
 
@@ -20,16 +20,19 @@ def reconstruction_metrics(
     batch_size: int = 500,
     keep: int = 0,
 ) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """Mean per-image summed MSE and SSIM of decode(mu) against the originals.
+    """Mean per-image summed MSE and SSIM (both conventions, see
+    ``cvae.metrics``) of decode(mu) against the originals.
 
     images: uint8 (N, C, H, W); conds: (N,) labels or (N, D) vectors.
     Returns (metrics, the first ``keep`` reconstructions or None).
     """
-    mse_m, ssim_m = MeanMeter(), MeanMeter()
+    mse_m, ssim_m, valid_m = MeanMeter(), MeanMeter(), MeanMeter()
     kept: list[torch.Tensor] = []
     for _, x, r in reconstruct(model, images, conds, batch_size=batch_size):
         mse_m.update(mse_sum(r, x))
-        ssim_m.update(ssim(r, x))
+        full, valid = ssim_both(r, x)
+        ssim_m.update(full)
+        valid_m.update(valid)
         if keep and sum(len(k) for k in kept) < keep:
             kept.append(r)
     metrics = {
@@ -39,6 +42,8 @@ def reconstruction_metrics(
         "mse_per_pixel": mse_m.mean / images[0].numel(),
         "ssim": ssim_m.mean,
         "ssim_std": ssim_m.std,
+        "ssim_valid": valid_m.mean,
+        "ssim_valid_std": valid_m.std,
     }
     return metrics, (torch.cat(kept)[:keep] if kept else None)
 

@@ -10,7 +10,8 @@ import torch
 from cvae.checkpoint import load_model
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
-from cvae.sampling import generate, save_grid
+from cvae.io import check_writable
+from cvae.sampling import generate, image_format, save_grid
 from cvae.text import CLASS_NAMES, prompt_to_label
 
 
@@ -36,6 +37,13 @@ def prompt_condition(
         enc = load_clip(
             clip["model"], pretrained, device=str(device), seed=clip.get("seed", 0)
         )
+        want = int(meta["config"]["cond_dim"])
+        if enc.dim != want:
+            raise CVAEError(
+                f"CLIP {clip['model']} with weights {pretrained!r} gives {enc.dim}-d "
+                f"vectors but the model takes {want}-d conditions: pass the CLIP "
+                "weights it was trained with (--clip-checkpoint)"
+            )
         vec = enc.embed_texts(
             [prompt], batch_size=32, normalize=clip.get("normalize", False)
         )
@@ -63,6 +71,8 @@ def generate_from_prompt(
     """Write a grid of ``n`` images for ``prompt``; returns what was conditioned on."""
     if n < 1:
         raise CVAEError(f"n must be >= 1, got {n}")
+    image_format(out)  # an unknown extension fails before any work
+    check_writable(out)
     dev = resolve_device(device)
     model, meta = load_model(model_path, dev)
     cond, desc, warnings = prompt_condition(

@@ -2,7 +2,8 @@
 
 Every writer goes to a temporary name in the destination folder, is flushed to
 disk and then renamed with ``os.replace`` (atomic on POSIX). A crash leaves the
-previous output (or nothing) in place, plus at worst a ``.tmp-*`` file.
+previous output (or nothing) in place, plus at worst a ``.tmp-*`` file, which
+the next write of the same output removes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,38 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def check_writable(*paths: str | os.PathLike) -> None:
+    """Each output can be created: its nearest existing ancestor folder takes a
+    new file (probed, then removed; nothing is left behind).
+
+    Stages call it before their long work, so an unwritable output is one line
+    at the start, not a traceback after an hour.
+    """
+    for p in paths:
+        folder = Path(p).absolute().parent
+        while not folder.exists():
+            folder = folder.parent
+        try:
+            if not folder.is_dir():
+                raise NotADirectoryError(20, "a file stands where a folder is needed")
+            fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise CVAEError(
+                f"cannot write {p} ({e.strerror or type(e).__name__} in {folder}): "
+                "pick a writable folder, or fix its permissions or free space"
+            ) from None
+
+
+def remove_stale(path: Path) -> None:
+    """Temporaries of ``path`` left by an earlier run that was killed."""
+    for old in path.parent.glob(f".tmp-{path.name}.*"):
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    for old in path.parent.glob(f".old-{path.name}.*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -30,6 +63,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -67,6 +101,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
     try:
         yield tmp

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 from torchvision.utils import make_grid, save_image
 
+from cvae.errors import CVAEError
 from cvae.io import atomic_path
 from cvae.models import ConditionalVAE
 from cvae.train import to_float_images
@@ -65,8 +66,24 @@ def reconstruct(
         yield sl, x.cpu(), r.float().cpu()
 
 
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The PIL format a file name's extension names (one-line error otherwise)."""
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext not in IMAGE_FORMATS:
+        raise CVAEError(
+            f"{path}: unknown image extension {ext or '(none)'!r}: use one of "
+            f"{', '.join(IMAGE_FORMATS)}"
+        )
+    return IMAGE_FORMATS[ext]
+
+
 def save_grid(images: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8) -> None:
-    """Write images (N, C, H, W) in [0, 1] as one PNG grid, atomically."""
+    """Write images (N, C, H, W) in [0, 1] as one grid, atomically, in the format
+    the extension names (.png, .jpg/.jpeg, .webp)."""
+    fmt = image_format(path)
     grid = make_grid(images.clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
     with atomic_path(path) as tmp:
-        save_image(grid, tmp, format="png")
+        save_image(grid, tmp, format=fmt)

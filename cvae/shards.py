@@ -17,6 +17,7 @@ pixels are taken as stored.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -34,7 +35,6 @@ from tqdm import tqdm
 from cvae.errors import CVAEError
 from cvae.io import atomic_dir
 
-SIZES = (64, 128, 256)  # image sizes the models are built for
 IMAGE_FORMATS = ("png", "jpg")
 SHARD_PATTERN = "shard-%06d.tar"
 TAR_MTIME = 0  # fixed header fields: same bytes on every run and machine
@@ -328,13 +328,25 @@ def shard_index(shard_dir: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     ids: list[int] = []
     splits: list[str] = []
     for path in shard_paths(shard_dir):
-        with tarfile.open(path) as tar:
+        with damaged_shard(path), tarfile.open(path) as tar:
             for member in tar:
                 if member.name.endswith(".json"):
                     meta = json.loads(tar.extractfile(member).read())
                     ids.append(int(meta["image_id"]))
                     splits.append(str(meta.get("split")))
     return np.asarray(ids, dtype=np.int64), splits
+
+
+@contextlib.contextmanager
+def damaged_shard(path: Path) -> Iterator[None]:
+    """A truncated or foreign tar (or member) becomes one line naming the fix."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError, OSError, ValueError, KeyError) as e:
+        raise CVAEError(
+            f"shard {path} is damaged ({type(e).__name__}: {e}): re-run the shard "
+            "stage (dvc repro coco_shard)"
+        ) from None
 
 
 def load_shards(
@@ -352,7 +364,7 @@ def load_shards(
     images: list[np.ndarray] = []
     metas: list[dict[str, Any]] = []
     for path in shard_paths(shard_dir):
-        with tarfile.open(path) as tar:
+        with damaged_shard(path), tarfile.open(path) as tar:
             sample: dict[str, Any] = {}
             for member in tar:
                 key, _, ext = member.name.partition(".")

@@ -21,7 +21,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,17 +30,16 @@ from tqdm import tqdm
 
 from cvae import distributed
 from cvae.checkpoint import load_state, save_state
-from cvae.config import from_params
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.io import write_json
-from cvae.losses import RECON_LOSSES, elbo_loss
+from cvae.losses import elbo_loss
 from cvae.models import ConditionalVAE
+from cvae.params import TrainParams
 
 # A condition source: a tensor indexed by item (labels (N,) or vectors (N, D)),
 # or a function (item indices (B,), generator) -> conditions (B, ...).
 Conditions = torch.Tensor | Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-LOADERS = ("memory", "stream")
 
 
 class BatchStream(Protocol):
@@ -55,58 +53,21 @@ class BatchStream(Protocol):
         ...
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 25  # passes over the training set
-    batch_size: int = 128  # images per step
-    lr: float = 1e-3  # Adam learning rate
-    weight_decay: float = 1e-3  # Adam (L2) weight decay
-    beta: float = 1.0  # weight of the KL term
-    recon: str = "bce"  # reconstruction term: bce | mse
-    seed: int = 0  # seeds data order, init and reparameterisation noise
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA (no effect on CPU)
-    loader: str = "memory"  # memory (decoded once, in RAM) | stream (webdataset)
-    num_workers: int = 2  # stream: decoding processes per rank
+def run_fields(cfg: TrainParams) -> dict[str, Any]:
+    """The settings that decide the weights, for a run's fingerprint.
 
-    def validate(self) -> None:
-        if self.epochs < 0:
-            raise CVAEError(f"epochs must be >= 0, got {self.epochs}")
-        if self.batch_size < 1:
-            raise CVAEError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise CVAEError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.beta < 0:
-            raise CVAEError("weight_decay and beta must be >= 0")
-        if self.recon not in RECON_LOSSES:
-            raise CVAEError(f"recon {self.recon!r} unknown: use one of {RECON_LOSSES}")
-        if self.loader not in LOADERS:
-            raise CVAEError(f"loader {self.loader!r} unknown: use one of {LOADERS}")
-        if self.num_workers < 0:
-            raise CVAEError(f"num_workers must be >= 0, got {self.num_workers}")
-
-    def run_fields(self) -> dict[str, Any]:
-        """The settings that decide the weights, for a run's fingerprint.
-
-        Not the device (``device`` is kept as None) nor ``num_workers``; the
-        loader and the torchrun world size only when they differ from the
-        single-process in-memory loop, whose fingerprints predate them.
-        """
-        fields = vars(self) | {"device": None}
-        del fields["num_workers"]
-        if self.loader == "memory":
-            del fields["loader"]
-        world = distributed.info_from_env().world_size
-        if world > 1:
-            fields["world_size"] = world
-        return fields
-
-
-def make_train_config(params: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from a params dict, refusing unknown keys."""
-    cfg = from_params(TrainConfig, params, "train")
-    cfg.validate()
-    return cfg
+    Not the device (``device`` is kept as None) nor ``num_workers``; the loader
+    (``coco.train`` only) and the torchrun world size only when they differ from
+    the single-process in-memory loop, whose fingerprints predate them.
+    """
+    fields = cfg.model_dump() | {"device": None}
+    fields.pop("num_workers", None)
+    if fields.get("loader") == "memory":
+        del fields["loader"]
+    world = distributed.info_from_env().world_size
+    if world > 1:
+        fields["world_size"] = world
+    return fields
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -170,7 +131,7 @@ class Trainer:
     def __init__(
         self,
         model: ConditionalVAE,
-        cfg: TrainConfig,
+        cfg: TrainParams,
         images: torch.Tensor | None,
         conds: Conditions | None,
         *,
@@ -181,7 +142,6 @@ class Trainer:
         log: Callable[[str], None] = print,
         stream: BatchStream | None = None,
     ):
-        cfg.validate()
         if (images is None) == (stream is None):
             raise ValueError("give either images and conds, or a stream")
         self.cfg = cfg

@@ -12,9 +12,11 @@ from pathlib import Path
 import typer
 
 from cvae.errors import CVAEError
+from cvae.params import SEED_MAX
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,  # plain click errors: "Error: ..." on one line
     no_args_is_help=True,
     help="Conditional VAEs for text-to-image generation.",
 )
@@ -50,8 +52,15 @@ def generate(
     prompt: str = typer.Argument(..., help="text, e.g. 'Make a dress'"),
     model: str = typer.Option("fashion", help=f"one of {sorted(MODELS)} or a path"),
     n: int = typer.Option(16, "--n", min=1, max=1024, help="number of images"),
-    seed: int = typer.Option(0, help="noise seed: the same seed gives the same images"),
-    out: Path = typer.Option(Path("generated.png"), help="output PNG grid"),
+    seed: int = typer.Option(
+        0,
+        min=0,
+        max=SEED_MAX,
+        help="noise seed: the same seed gives the same images",
+    ),
+    out: Path = typer.Option(
+        Path("generated.png"), help="output grid: .png, .jpg or .webp (by extension)"
+    ),
     nrow: int = typer.Option(8, min=1, help="images per grid row"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     clip_checkpoint: str = typer.Option(

@@ -1,48 +1,22 @@
-"""Shared glue for stages: params loading and one-line error reporting."""
+"""Shared glue for stages: one-line error reporting and the torchrun teardown.
+
+Params come from :func:`cvae.params.load_params` (the whole file, validated);
+each stage then reads only its own typed section.
+"""
 
 from __future__ import annotations
 
 import functools
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from cvae.errors import CVAEError
 
 
-def load_params(section: str | None = None, path: str | Path = "params.yaml") -> Any:
-    """Return ``params.yaml`` (or one top-level section of it)."""
-    path = Path(path)
-    if not path.exists():
-        raise CVAEError(f"{path} not found: run the stage from the project root")
-    try:
-        with open(path) as f:
-            params = yaml.safe_load(f) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        where = getattr(e, "problem_mark", None)
-        at = f" (line {where.line + 1})" if where is not None else ""
-        raise CVAEError(f"{path} is not valid YAML{at}: fix it") from None
-    if not isinstance(params, dict):
-        raise CVAEError(f"{path} is not a YAML mapping of sections: fix it")
-    if section is None:
-        return params
-    if section not in params:
-        raise CVAEError(f"{path} has no '{section}' section: add it (see README)")
-    return params[section]
-
-
-def require(params: dict, keys: tuple[str, ...], path: str | Path) -> None:
-    """Fail with one line naming the first missing top-level key."""
-    for key in keys:
-        if key not in params:
-            raise CVAEError(f"{path} has no '{key}' entry: add it (see README)")
-
-
 def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a stage ``main``: a CVAEError becomes one line on stderr and exit 2;
+    """Wrap a stage ``main``: a CVAEError or an OSError (disk full, read-only
+    folder) becomes one line on stderr and exit 2;
     a torchrun process group the stage joined (``cvae.distributed``) is left."""
 
     @functools.wraps(fn)
@@ -51,6 +25,14 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except CVAEError as e:
             print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except OSError as e:  # disk full, read-only folder, ... mid-write
+            where = f" on {e.filename}" if e.filename else ""
+            print(
+                f"error: I/O failed{where}: {e.strerror or e}: free space or "
+                "fix the folder's permissions, then re-run (outputs are unchanged)",
+                file=sys.stderr,
+            )
             raise SystemExit(2) from None
         finally:
             if "torch.distributed" in sys.modules:  # a group needs it imported

@@ -25,13 +25,17 @@ from cvae.evaluation import (
     reconstruction_metrics,
 )
 from cvae.fid import FID
-from cvae.io import write_json
+from cvae.io import check_writable, write_json
 from cvae.longtext import LongTextData, load_longtext
+from cvae.params import (
+    FID_PROTOCOL_N,  # below it, FID is biased upward
+    CocoEvaluate,
+    load_params,
+)
 from cvae.sampling import generate_for, save_grid
 from cvae.train import to_float_images
-from stages._common import load_params, stage_main
+from stages._common import stage_main
 
-FID_PROTOCOL_N = 10_000  # below this, FID is biased upward: compare at equal n only
 CLIP_SCORE_CAVEAT = (
     "CLIP score with RANDOM CLIP weights measures nothing semantic: compare it "
     "only across runs with the same random CLIP, never with published values"
@@ -103,7 +107,7 @@ def coco_fid(
 
 
 def evaluate_coco(
-    params: dict,
+    params: CocoEvaluate,
     shards: Path,
     text_emb: Path,
     image_emb: Path,
@@ -118,7 +122,7 @@ def evaluate_coco(
     Everything that can fail (model, data, CLIP) is checked before the first
     output is written, so a failing run leaves the previous outputs unchanged.
     """
-    device = resolve_device(params.get("device", "auto"))
+    device = resolve_device(params.device)
     model, meta = load_model(model_path, device, expect_arch="image")
     info = meta["info"]
     cond_dim = int(meta["config"]["cond_dim"])
@@ -148,14 +152,12 @@ def evaluate_coco(
             f"CLIP {clip['model']} gives {enc.dim}-d vectors but {model_path} takes "
             f"{cond_dim}-d conditions: retrain the model (dvc repro)"
         )
-    prompts = list(params.get("prompts", []))
+    prompts = list(params.prompts)
     vecs = enc.embed_texts(prompts, normalize=bool(clip.get("normalize")))
     conds = [torch.from_numpy(v) for v in vecs]
 
-    nrow = int(params.get("grid_n", 8))
-    bs = int(params.get("batch_size", 64))
-    seed = int(params.get("seed", 0))
-    n_score = min(len(val.images), int(params.get("score_samples", FID_PROTOCOL_N)))
+    nrow, bs, seed = params.grid_n, params.batch_size, params.seed
+    n_score = min(len(val.images), params.score_samples)
     metrics, recons = reconstruction_metrics(
         model, val.images, val.eval_conds, batch_size=bs, keep=max(nrow * 2, n_score)
     )
@@ -225,7 +227,8 @@ def main(
     ),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    p = load_params("coco", params).get("evaluate", {})
+    check_writable(metrics, recon_grid, gen_grid)  # before any work
+    p = load_params(params).coco.evaluate
     m = evaluate_coco(
         p, shards, text_emb, image_emb, model, recon_grid, gen_grid, fid_weights
     )

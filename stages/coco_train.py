@@ -14,27 +14,31 @@ import typer
 
 from cvae import distributed
 from cvae.checkpoint import save_model
+from cvae.clip import clip_width
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
+from cvae.io import check_writable
 from cvae.longtext import image_conditions, load_longtext
 from cvae.models import build_model
+from cvae.params import Params, load_params
 from cvae.shards import shard_index
 from cvae.stream import ShardStream, id_lookup
-from cvae.train import Trainer, fingerprint, make_train_config
-from stages._common import load_params, require, stage_main
+from cvae.train import Trainer, fingerprint, run_fields
+from stages._common import stage_main
 
 
-def model_params(params: dict, cond_dim: int) -> dict:
-    """The ImageConfig dict: the coco.model section plus the top-level choices."""
-    return dict(params["coco"]["model"]) | {
-        "image_size": params["size"],
-        "conditioning": params["conditioning"],
+def model_params(params: Params, cond_dim: int) -> dict:
+    """The ImageConfig dict but ``in_channels``: the coco.model section, the
+    top-level choices and the embeddings' width (the run's fingerprint)."""
+    return params.coco.model.model_dump() | {
+        "image_size": params.size,
+        "conditioning": params.conditioning,
         "cond_dim": cond_dim,
     }
 
 
 def train_coco(
-    params: dict,
+    params: Params,
     shards: Path,
     text_emb: Path,
     image_emb: Path,
@@ -43,13 +47,20 @@ def train_coco(
     state: Path,
 ) -> list[dict]:
     """Train on the 'train' split, score the 'val' split loss each epoch."""
-    tcfg = make_train_config(params["coco"]["train"])
-    on = params["condition_on"]
+    tcfg = params.coco.train
+    on = params.condition_on
     val = load_longtext(shards, text_emb, image_emb, condition_on=on, split="val")
     cond_dim = int(val.eval_conds.shape[1])
+    width = clip_width(val.clip["model"])
+    if cond_dim != width:
+        raise CVAEError(
+            f"{text_emb if on == 'text' else image_emb} holds {cond_dim}-d vectors "
+            f"but CLIP {val.clip['model']} gives {width}-d: re-run coco_embed "
+            "(dvc repro coco_embed)"
+        )
     mp = model_params(params, cond_dim)
     torch.manual_seed(tcfg.seed)
-    model = build_model("image", mp)  # checks the params (size, conditioning, ...)
+    model = build_model("image", mp | {"in_channels": int(val.images.shape[1])})
     if val.images.shape[-1] != mp["image_size"]:
         raise CVAEError(
             f"params size={mp['image_size']} but {shards} holds "
@@ -61,7 +72,7 @@ def train_coco(
         conds = image_conditions(ids, text_emb, image_emb, condition_on=on)
         ids = ids[conds.keep]
         clip_meta = conds.clip
-        run_id = fingerprint("image", mp, on, tcfg.run_fields(), ids, conds.eval_conds)
+        run_id = fingerprint("image", mp, on, run_fields(tcfg), ids, conds.eval_conds)
         stream = ShardStream(
             shards,
             id_lookup(ids, conds.train_conds),
@@ -79,7 +90,7 @@ def train_coco(
         )
         clip_meta = train.clip
         run_id = fingerprint(
-            "image", mp, on, tcfg.run_fields(), train.images, train.eval_conds
+            "image", mp, on, run_fields(tcfg), train.images, train.eval_conds
         )
         stream, images, train_conds = None, train.images, train.train_conds
         n_train = len(train.ids)
@@ -125,13 +136,13 @@ def main(
     state: Path = typer.Option(..., help="resume state file (kept only while running)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    p = load_params(None, params)
-    require(p, ("size", "conditioning", "condition_on", "coco"), params)
+    check_writable(model_out, history, state)  # before any work
+    p = load_params(params)
     hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
     if not distributed.info_from_env().is_main:
         return
     print(
-        f"coco_train: size {p['size']} {p['conditioning']} on {p['condition_on']}, "
+        f"coco_train: size {p.size} {p.conditioning} on {p.condition_on}, "
         f"{len(hist)} epochs -> {model_out}"
     )
 

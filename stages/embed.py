@@ -24,11 +24,10 @@ from cvae.clip import (
 )
 from cvae.coco import read_manifest
 from cvae.errors import CVAEError
-from cvae.io import write_json
+from cvae.io import check_writable, write_json
+from cvae.params import EmbedParams, load_params
 from cvae.shards import ImageReadError, load_rgb
-from stages._common import load_params, stage_main
-
-PARAM_KEYS = ("model", "pretrained", "batch_size", "device", "seed", "normalize")
+from stages._common import stage_main
 
 
 def run_embed(
@@ -37,18 +36,13 @@ def run_embed(
     text_out: Path,
     image_out: Path,
     metrics: Path,
-    p: dict[str, Any],
+    p: EmbedParams,
 ) -> dict[str, Any]:
     """Embed every caption (sentence mean) and every image; write both parquets.
 
     Text parquet: image_id, caption_index, caption, embedding[D], one row per
     caption. Image parquet: image_id, embedding[D], one row per readable image.
     """
-    for key in PARAM_KEYS:
-        if key not in p:
-            raise CVAEError(f"params embed.{key} missing: add it to params.yaml")
-    if not isinstance(p["batch_size"], int) or p["batch_size"] < 1:
-        raise CVAEError(f"params embed.batch_size={p['batch_size']!r}: use int >= 1")
     if not images.is_dir():
         raise CVAEError(f"images folder {images} not found: pass --images")
     table = read_manifest(manifest)
@@ -56,13 +50,8 @@ def run_embed(
         table.select(["image_id", "file_name", "captions"]).to_pylist(),
         key=lambda r: r["image_id"],
     )
-    encoder = load_clip(
-        p["model"],
-        "none" if p["pretrained"] is None else str(p["pretrained"]),
-        str(p["device"]),
-        seed=int(p["seed"]),
-    )
-    normalize, batch_size = bool(p["normalize"]), p["batch_size"]
+    encoder = load_clip(p.model, p.pretrained, p.device, seed=p.seed)
+    normalize, batch_size = p.normalize, p.batch_size
 
     # Text: one row per caption; all sentences batched together inside.
     cap_ids = [r["image_id"] for r in rows for _ in r["captions"]]
@@ -134,8 +123,9 @@ def main(
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Embed the manifest's captions and images with CLIP."""
+    check_writable(text_out, image_out, metrics)  # before any work
     stats = run_embed(
-        manifest, images, text_out, image_out, metrics, load_params("embed", params)
+        manifest, images, text_out, image_out, metrics, load_params(params).embed
     )
     warn = " [RANDOM CLIP WEIGHTS]" if stats["random_init"] else ""
     print(

@@ -11,22 +11,20 @@ import typer
 from cvae import fashion
 from cvae.classifier import (
     accuracy,
-    make_classifier_train_config,
     per_class_accuracy,
     save_classifier,
     train_classifier,
 )
-from cvae.errors import CVAEError
-from cvae.io import write_json
+from cvae.io import check_writable, write_json
+from cvae.params import ClassifierParams, load_params
 from cvae.text import CLASS_NAMES
-from stages._common import load_params, stage_main
+from stages._common import stage_main
 
 
 def train_fashion_classifier(
-    params: dict[str, Any], data: Path, model_out: Path
+    cfg: ClassifierParams, data: Path, model_out: Path
 ) -> dict[str, Any]:
     """Train on the training split, score the test split; returns the metrics."""
-    cfg = make_classifier_train_config(params)
     d = fashion.load_dataset(data)
     images = torch.from_numpy(d["train_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
     labels = torch.from_numpy(d["train_labels"])  # (N,) int64
@@ -59,10 +57,9 @@ def main(
     metrics: Path = typer.Option(..., help="output metrics JSON (test accuracy)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    p = load_params("fashion", params)
-    if "classifier" not in p:
-        raise CVAEError(f"no fashion.classifier section in {params}: add one")
-    m = train_fashion_classifier(p["classifier"], data, model_out)
+    check_writable(model_out, metrics)  # before any work
+    cfg = load_params(params).fashion.classifier
+    m = train_fashion_classifier(cfg, data, model_out)
     write_json(metrics, m)
     print(
         f"fashion_classifier: test accuracy {m['test_accuracy']:.4f} on "

@@ -8,18 +8,17 @@ import numpy as np
 import typer
 
 from cvae import fashion
-from cvae.io import write_json
-from stages._common import load_params, stage_main
+from cvae.io import check_writable, write_json
+from cvae.params import FashionData, load_params
+from stages._common import stage_main
 
 
-def build_dataset(params: dict, out: Path) -> dict:
-    """Read the IDX files under ``params['root']``, subset if asked, save to ``out``."""
-    root = params.get("root", "/usr/share/datasets/fashion-mnist")
-    seed = int(params.get("seed", 0))
-    xtr, ytr = fashion.load_split(root, "train")
-    xte, yte = fashion.load_split(root, "test")
-    xtr, ytr = fashion.subset(xtr, ytr, params.get("train_limit"), seed)
-    xte, yte = fashion.subset(xte, yte, params.get("test_limit"), seed + 1)
+def build_dataset(params: FashionData, out: Path) -> dict:
+    """Read the IDX files under ``params.root``, subset if asked, save to ``out``."""
+    xtr, ytr = fashion.load_split(params.root, "train")
+    xte, yte = fashion.load_split(params.root, "test")
+    xtr, ytr = fashion.subset(xtr, ytr, params.train_limit, params.seed)
+    xte, yte = fashion.subset(xte, yte, params.test_limit, params.seed + 1)
     fashion.save_dataset(
         out, train_images=xtr, train_labels=ytr, test_images=xte, test_labels=yte
     )
@@ -37,8 +36,8 @@ def main(
     summary: Path = typer.Option(None, help="counts JSON"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    p = load_params("fashion", params)["data"]
-    stats = build_dataset(p, out)
+    check_writable(out, *([summary] if summary else []))  # before any work
+    stats = build_dataset(load_params(params).fashion.data, out)
     if summary is not None:
         write_json(summary, stats)
     print(f"fashion_data: {stats['train']} train, {stats['test']} test images -> {out}")

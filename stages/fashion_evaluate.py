@@ -19,38 +19,39 @@ from cvae.evaluation import (
     reconstruction_metrics,
 )
 from cvae.fid import FID
-from cvae.io import write_json
+from cvae.io import check_writable, write_json
+from cvae.params import FashionEvaluate, FidParams, load_params
 from cvae.sampling import save_grid
 from cvae.train import to_float_images
-from stages._common import load_params, stage_main
+from stages._common import stage_main
 from stages.fashion_fid_ref import load_reference
 
 
 def evaluate_fashion(
-    params: dict,
+    params: FashionEvaluate,
     data: Path,
     model_path: Path,
     recon_grid: Path,
     gen_grid: Path,
     *,
-    fid_params: dict | None = None,
+    fid_params: FidParams | None = None,
     fid_weights: Path | None = None,
     fid_ref: Path | None = None,
     classifier: Path | None = None,
 ) -> dict:
     """Reconstruction MSE/SSIM (and FID) on the whole test split, two PNG grids."""
-    device = resolve_device(params.get("device", "auto"))
+    device = resolve_device(params.device)
     model, meta = load_model(model_path, device, expect_arch=("fc", "conv"))
     d = fashion.load_dataset(data)
     images = torch.from_numpy(d["test_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
     labels = torch.from_numpy(d["test_labels"])
-    nrow = int(params.get("grid_n", 10))
-    n_fid = int((fid_params or {}).get("samples", 0)) if fid_weights else 0
+    nrow = params.grid_n
+    n_fid = fid_params.samples if (fid_params and fid_weights) else 0
     metrics, recons = reconstruction_metrics(
         model,
         images,
         labels,
-        batch_size=int(params.get("batch_size", 500)),
+        batch_size=params.batch_size,
         keep=max(nrow * 4, n_fid),
     )
     originals = to_float_images(images[: nrow * 4])
@@ -58,7 +59,7 @@ def evaluate_fashion(
     save_grid(grid, recon_grid, nrow=nrow)
     classes = meta["info"].get("classes", [str(i) for i in range(10)])
     conds = [torch.tensor(i) for i in range(len(classes))]
-    gen = generation_grid(model, conds, nrow, seed=int(params.get("seed", 0)))
+    gen = generation_grid(model, conds, nrow, seed=params.seed)
     save_grid(gen, gen_grid, nrow=nrow)
     metrics.update(
         {
@@ -74,22 +75,22 @@ def evaluate_fashion(
             conditioning_metrics(
                 model,
                 classifier,
-                n_per_class=int(params.get("cond_n_per_class", 1000)),
-                seed=int(params.get("seed", 0)),
+                n_per_class=params.cond_n_per_class,
+                seed=params.seed,
             )
         )
     if n_fid:
         fid = FID(
             fid_weights,
             device=device,
-            batch_size=int(fid_params.get("batch_size", 100)),
+            batch_size=fid_params.batch_size,
         )
         metrics.update(fashion_fid(model, recons, conds, fid, fid_params, fid_ref))
     return metrics
 
 
 def fashion_fid(
-    model, recons: torch.Tensor, conds: list, fid: FID, fid_params: dict, ref: Path
+    model, recons: torch.Tensor, conds: list, fid: FID, fid_params: FidParams, ref: Path
 ) -> dict:
     """FID of reconstructions and of class-balanced generations vs the test set.
 
@@ -98,10 +99,8 @@ def fashion_fid(
     from the reference so each model's FID is reported beside it.
     """
     mu, sigma, n_ref, floor = load_reference(ref)
-    n = min(int(fid_params["samples"]), len(recons))
-    gen = generate_per_condition(
-        model, conds, n // len(conds), seed=int(fid_params.get("seed", 0))
-    )
+    n = min(fid_params.samples, len(recons))
+    gen = generate_per_condition(model, conds, n // len(conds), seed=fid_params.seed)
     return {
         "fid_recon": fid_to_reference(fid, (mu, sigma), recons[:n]),
         "fid_generate": fid_to_reference(fid, (mu, sigma), gen),
@@ -123,14 +122,15 @@ def main(
     classifier: Path = typer.Option(None, help="classifier (fashion_classifier)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    section = load_params("fashion", params)
+    check_writable(metrics, recon_grid, gen_grid)  # before any work
+    section = load_params(params).fashion
     m = evaluate_fashion(
-        section.get("evaluate", {}),
+        section.evaluate,
         data,
         model,
         recon_grid,
         gen_grid,
-        fid_params=section.get("fid"),
+        fid_params=section.fid,
         fid_weights=fid_weights,
         fid_ref=fid_ref,
         classifier=classifier,

@@ -18,10 +18,10 @@ from cvae import fashion
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.fid import FID
-from cvae.io import atomic_path, write_json
-from stages._common import load_params, stage_main
-
-MIN_SAMPLES = 10_000  # FID protocol for Fashion-MNIST
+from cvae.io import atomic_path, check_writable, write_json
+from cvae.params import FID_PROTOCOL_N as MIN_SAMPLES
+from cvae.params import FidParams, load_params
+from stages._common import stage_main
 
 
 def check_samples(n: int, available: int) -> int:
@@ -35,20 +35,20 @@ def check_samples(n: int, available: int) -> int:
     return min(n, available)
 
 
-def fid_reference(params: dict, data: Path, weights: Path, out: Path) -> dict:
+def fid_reference(params: FidParams, data: Path, weights: Path, out: Path) -> dict:
     """Save (mu, sigma) of the test images and return the train-vs-test floor."""
     d = fashion.load_dataset(data)
     test = torch.from_numpy(d["test_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
     train = torch.from_numpy(d["train_images"]).unsqueeze(1)
-    if int(params["samples"]) == 0:  # FID switched off: record that, compute nothing
+    if params.samples == 0:  # FID switched off: record that, compute nothing
         with atomic_path(out) as tmp, open(tmp, "wb") as f:
             np.savez(f, n=np.int64(0))
         return {"n": 0, "fid_floor_train_vs_test": None}
-    n = check_samples(int(params["samples"]), min(len(test), len(train)))
+    n = check_samples(params.samples, min(len(test), len(train)))
     fid = FID(
         weights,
-        device=resolve_device(params.get("device", "auto")),
-        batch_size=int(params.get("batch_size", 100)),
+        device=resolve_device(params.device),
+        batch_size=params.batch_size,
     )
     fid.update(test[:n], real=True)
     fid.update(train[:n], real=False)
@@ -75,8 +75,8 @@ def main(
     metrics: Path = typer.Option(..., help="output JSON with the real-vs-real floor"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    p = load_params("fashion", params)["fid"]
-    m = fid_reference(p, data, weights, out)
+    check_writable(out, metrics)  # before any work
+    m = fid_reference(load_params(params).fashion.fid, data, weights, out)
     write_json(metrics, m)
     if m["n"] == 0:
         print("fashion_fid_ref: FID off (fashion.fid.samples: 0)")

@@ -10,18 +10,20 @@ import typer
 from cvae import distributed, fashion
 from cvae.checkpoint import save_model
 from cvae.errors import CVAEError
+from cvae.io import check_writable
 from cvae.models import build_model
+from cvae.params import Fashion, FashionModels, load_params
 from cvae.text import CLASS_NAMES
-from cvae.train import Trainer, fingerprint, make_train_config
-from stages._common import load_params, stage_main
+from cvae.train import Trainer, fingerprint, run_fields
+from stages._common import stage_main
 
 
 def train_fashion(
-    arch: str, params: dict, data: Path, model_out: Path, history: Path, state: Path
+    arch: str, params: Fashion, data: Path, model_out: Path, history: Path, state: Path
 ) -> list[dict]:
-    """Train ``arch`` with ``params['model'][arch]`` and ``params['train']``."""
-    model_params = dict(params["model"][arch])
-    tcfg = make_train_config(params["train"])
+    """Train ``arch`` with ``params.model.<arch>`` and ``params.train``."""
+    model_params = getattr(params.model, arch).model_dump()
+    tcfg = params.train
     d = fashion.load_dataset(data)
     images = torch.from_numpy(d["train_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
     labels = torch.from_numpy(d["train_labels"])  # (N,) int64
@@ -30,8 +32,13 @@ def train_fashion(
         torch.from_numpy(d["test_labels"]),
     )
     torch.manual_seed(tcfg.seed)  # initial weights
-    model = build_model(arch, model_params)
-    run_id = fingerprint(arch, model_params, tcfg.run_fields(), images, labels)
+    shape = {  # what the data decides
+        "image_size": images.shape[-1],
+        "in_channels": images.shape[1],
+        "num_classes": len(CLASS_NAMES),
+    }
+    model = build_model(arch, model_params | shape)
+    run_id = fingerprint(arch, model_params, run_fields(tcfg), images, labels)
     trainer = Trainer(
         model,
         tcfg,
@@ -66,9 +73,12 @@ def main(
     state: Path = typer.Option(..., help="resume state file (kept only while running)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    p = load_params("fashion", params)
-    if arch not in p.get("model", {}):
-        raise CVAEError(f"no fashion.model.{arch} section in {params}: add one")
+    check_writable(model_out, history, state)  # before any work
+    if arch not in FashionModels.model_fields:
+        raise CVAEError(
+            f"--arch {arch!r}: use one of {list(FashionModels.model_fields)}"
+        )
+    p = load_params(params).fashion
     hist = train_fashion(arch, p, data, model_out, history, state)
     if not distributed.info_from_env().is_main:
         return

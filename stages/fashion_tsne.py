@@ -19,20 +19,18 @@ import typer
 from cvae import fashion
 from cvae.checkpoint import load_model
 from cvae.device import resolve_device
-from cvae.errors import CVAEError
-from cvae.io import write_json
+from cvae.io import check_writable, write_json
 from cvae.models import ConditionalVAE, build_model
+from cvae.params import TrainParams, TsneParams, load_params
 from cvae.text import CLASS_NAMES
-from cvae.train import Trainer, make_train_config
+from cvae.train import Trainer
 from cvae.tsne import latent_means, plot_embeddings, silhouette, tsne_2d
-from stages._common import load_params, stage_main
-
-TSNE_KEYS = ("n_points", "vae_epochs", "seed", "perplexity", "device")
+from stages._common import stage_main
 
 
 def train_vae(
     cvae_config: dict[str, Any],
-    train_params: dict[str, Any],
+    train_params: TrainParams,
     images: torch.Tensor,
     *,
     epochs: int,
@@ -44,8 +42,8 @@ def train_vae(
     images: uint8 (N, 1, 28, 28). Returns (model in eval mode, history).
     """
     vae_config = dict(cvae_config) | {"num_classes": 1}
-    tcfg = make_train_config(
-        dict(train_params) | {"epochs": epochs, "seed": seed, "device": device}
+    tcfg = train_params.model_copy(
+        update={"epochs": epochs, "seed": seed, "device": device}
     )
     torch.manual_seed(seed)  # initial weights
     model = build_model("conv", vae_config)
@@ -59,19 +57,15 @@ def train_vae(
 
 
 def tsne_fashion(
-    params: dict[str, Any],
-    train_params: dict[str, Any],
+    params: TsneParams,
+    train_params: TrainParams,
     data: Path,
     cvae_path: Path,
     plot: Path,
 ) -> dict[str, Any]:
     """Train the VAE, embed n_points test images with both models, plot, score."""
-    missing = [k for k in TSNE_KEYS if k not in params]
-    if missing:
-        raise CVAEError(f"fashion.tsne lacks {missing}: add them (see README)")
-    n_points, seed = int(params["n_points"]), int(params["seed"])
-    perplexity = float(params["perplexity"])
-    device = resolve_device(params["device"])
+    n_points, seed, perplexity = params.n_points, params.seed, params.perplexity
+    device = resolve_device(params.device)
     cvae, meta = load_model(cvae_path, device, expect_arch="conv")
     d = fashion.load_dataset(data)
     train_images = torch.from_numpy(d["train_images"]).unsqueeze(1)  # (N, 1, 28, 28)
@@ -85,9 +79,9 @@ def tsne_fashion(
         meta["config"],
         train_params,
         train_images,
-        epochs=int(params["vae_epochs"]),
+        epochs=params.vae_epochs,
         seed=seed,
-        device=params["device"],
+        device=params.device,
     )
     models = {
         "vae": (vae, torch.zeros_like(labels), "VAE (no condition)"),
@@ -122,11 +116,9 @@ def main(
     metrics: Path = typer.Option(..., help="output metrics JSON (silhouettes)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    p = load_params("fashion", params)
-    for key in ("tsne", "train"):
-        if key not in p:
-            raise CVAEError(f"no fashion.{key} section in {params}: add one")
-    m = tsne_fashion(p["tsne"], p["train"], data, model, plot)
+    check_writable(plot, metrics)  # before any work
+    p = load_params(params).fashion
+    m = tsne_fashion(p.tsne, p.train, data, model, plot)
     write_json(metrics, m)
     print(
         f"fashion_tsne: silhouette of {m['n_points']} test points by class, "

@@ -25,7 +25,7 @@ from cvae.fid import (
     convert_inception_weights,
     find_fid_helper_weights,
 )
-from cvae.io import atomic_path, write_json
+from cvae.io import atomic_path, check_writable, write_json
 from stages._common import stage_main
 
 CHECK_TOL = 1e-4  # max |feature diff| allowed between the two models
@@ -84,6 +84,7 @@ def main(
     report: Path = typer.Option(..., help="JSON report: sha256s, check result"),
 ) -> None:
     """Make the offline FID Inception weights for torchmetrics."""
+    check_writable(out, report)  # before any work
     result = build_fid_weights(out, report)
     print(
         f"fid_weights: {result['n_layers']} layers -> {out} "

@@ -15,43 +15,18 @@ import typer
 
 from cvae.coco import filter_coco, write_manifest
 from cvae.errors import CVAEError
-from cvae.io import write_json
-from stages._common import load_params, stage_main
-
-
-def keyword_sets_from_params(p: dict[str, Any]) -> dict[str, list[str]]:
-    """Check the ``filter`` params and return the keyword sets to keep."""
-    for key in ("keywords", "subsets", "val_fraction", "seed"):
-        if key not in p:
-            raise CVAEError(f"params filter.{key} missing: add it to params.yaml")
-    keywords, subsets = p["keywords"], p["subsets"]
-    if not isinstance(keywords, dict) or not all(
-        isinstance(v, list) and all(isinstance(w, str) for w in v)
-        for v in keywords.values()
-    ):
-        raise CVAEError("params filter.keywords must map names to lists of words")
-    if not isinstance(subsets, list) or not subsets:
-        raise CVAEError("params filter.subsets must list at least one keyword set")
-    unknown = [s for s in subsets if s not in keywords]
-    if unknown:
-        raise CVAEError(
-            f"params filter.subsets names {unknown} not in filter.keywords: "
-            f"use some of {sorted(keywords)}"
-        )
-    return {name: keywords[name] for name in subsets}
+from cvae.io import check_writable, write_json
+from cvae.params import FilterParams, load_params
+from stages._common import stage_main
 
 
 def run_filter(
-    captions: Path, images: Path | None, out: Path, metrics: Path, p: dict[str, Any]
+    captions: Path, images: Path | None, out: Path, metrics: Path, p: FilterParams
 ) -> dict[str, Any]:
     """Filter the captions file, write the manifest and the counts; return counts."""
-    keyword_sets = keyword_sets_from_params(p)
+    keyword_sets = {name: p.keywords[name] for name in p.subsets}
     table, counts = filter_coco(
-        captions,
-        images,
-        keyword_sets,
-        val_fraction=float(p["val_fraction"]),
-        seed=int(p["seed"]),
+        captions, images, keyword_sets, val_fraction=p.val_fraction, seed=p.seed
     )
     if table.num_rows == 0:
         raise CVAEError(
@@ -76,7 +51,8 @@ def main(
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Keep the COCO images whose captions match the filter keyword sets."""
-    counts = run_filter(captions, images, out, metrics, load_params("filter", params))
+    check_writable(out, metrics)  # before any work
+    counts = run_filter(captions, images, out, metrics, load_params(params).filter)
     per_subset = ", ".join(f"{k} {v}" for k, v in counts["subsets"].items())
     print(
         f"filter: kept {counts['kept']}/{counts['images_in_file']} images "

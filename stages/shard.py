@@ -5,7 +5,7 @@
         --metrics metrics/shard.json
 
 Params: top-level ``size`` (64, 128 or 256) and section ``shard``: shard_size,
-image_format (png | jpg).
+image_format (png | jpg), workers.
 """
 
 from pathlib import Path
@@ -14,10 +14,10 @@ from typing import Annotated, Any
 import typer
 
 from cvae.coco import read_manifest
-from cvae.errors import CVAEError
-from cvae.io import write_json
-from cvae.shards import IMAGE_FORMATS, SIZES, write_shards
-from stages._common import load_params, stage_main
+from cvae.io import check_writable, write_json
+from cvae.params import ShardParams, load_params
+from cvae.shards import write_shards
+from stages._common import stage_main
 
 
 def run_shard(
@@ -25,31 +25,19 @@ def run_shard(
     images: Path,
     out: Path,
     metrics: Path,
-    size: Any,
-    p: dict[str, Any],
+    size: int,
+    p: ShardParams,
 ) -> dict[str, Any]:
-    """Check params, write the shards and the stats JSON; return the stats."""
-    if size not in SIZES:
-        raise CVAEError(f"params size={size!r} unsupported: use one of {SIZES}")
-    for key in ("shard_size", "image_format"):
-        if key not in p:
-            raise CVAEError(f"params shard.{key} missing: add it to params.yaml")
-    if p["image_format"] not in IMAGE_FORMATS:
-        raise CVAEError(
-            f"params shard.image_format={p['image_format']!r}: use one of "
-            f"{IMAGE_FORMATS}"
-        )
-    if not isinstance(p["shard_size"], int) or p["shard_size"] < 1:
-        raise CVAEError(f"params shard.shard_size={p['shard_size']!r}: use an int >= 1")
+    """Write the shards and the stats JSON; return the stats."""
     stats = write_shards(
         read_manifest(manifest),
         images,
         out,
         size=size,
-        shard_size=p["shard_size"],
-        image_format=p["image_format"],
+        shard_size=p.shard_size,
+        image_format=p.image_format,
         progress=True,
-        workers=int(p.get("workers", 1)),
+        workers=p.workers,
     )
     write_json(metrics, stats)
     return stats
@@ -65,14 +53,9 @@ def main(
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Center-crop, resize and pack the manifest's images into tar shards."""
-    stats = run_shard(
-        manifest,
-        images,
-        out,
-        metrics,
-        load_params("size", params),
-        load_params("shard", params),
-    )
+    check_writable(out, metrics)  # before any work
+    p = load_params(params)
+    stats = run_shard(manifest, images, out, metrics, p.size, p.shard)
     print(
         f"shard: wrote {stats['written']} images at {stats['size']}px "
         f"({stats['image_format']}) into {len(stats['shards'])} shards, skipped "

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import torch
+from conftest import make_model, train_config
 
 from cvae import fashion
-from cvae.models import build_model
 from cvae.models.base import ConditionalVAE
-from cvae.train import TrainConfig, Trainer
+from cvae.train import Trainer
 
 
 def main(data: str, out: str, batch_size: int, mean_z: bool) -> None:
@@ -28,8 +28,8 @@ def main(data: str, out: str, batch_size: int, mean_z: bool) -> None:
     images = torch.from_numpy(d["train_images"]).unsqueeze(1)
     labels = torch.from_numpy(d["train_labels"])
     torch.manual_seed(0)
-    model = build_model("fc", {"hidden_dims": [64, 32], "latent_dim": 8})
-    cfg = TrainConfig(epochs=1, batch_size=batch_size, device="cpu", lr=1e-3)
+    model = make_model("fc", hidden_dims=[64, 32], latent_dim=8)
+    cfg = train_config(epochs=1, batch_size=batch_size, device="cpu", lr=1e-3)
     trainer = Trainer(
         model, cfg, images, labels, state_path=Path(out) / "state.pt", log=print
     )

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from conftest import make_model
 from safetensors.torch import load_file, save_file
 
 from cvae.checkpoint import (
@@ -12,13 +13,12 @@ from cvae.checkpoint import (
     save_state,
 )
 from cvae.errors import CVAEError
-from cvae.models import build_model
 
 
 @pytest.fixture()
 def saved(tmp_path):
     torch.manual_seed(0)
-    model = build_model("conv", {"latent_dim": 8, "conditioning": "add"}).eval()
+    model = make_model("conv", latent_dim=8, conditioning="add").eval()
     path = tmp_path / "m.safetensors"
     save_model(path, model, "conv", {"condition": "label"})
     return model, path

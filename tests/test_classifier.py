@@ -6,24 +6,22 @@ import json
 
 import pytest
 import torch
-import yaml
+from conftest import make_model, typed_params, write_params
 
 from cvae import fashion
 from cvae.checkpoint import save_model
 from cvae.classifier import (
-    ClassifierTrainConfig,
     accuracy,
     conditioning_accuracy,
     conditioning_metrics,
     load_classifier,
-    make_classifier_train_config,
     per_class_accuracy,
     save_classifier,
     to_uint8_images,
     train_classifier,
 )
 from cvae.errors import CVAEError
-from cvae.models import build_model
+from cvae.params import ClassifierParams, ParamsError
 from stages import fashion_classifier
 
 
@@ -37,7 +35,7 @@ def _split(path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 def trained(tiny_fashion):
     """A classifier after 2 epochs on 512 real images, and the 256 test images."""
     images, labels = _split(tiny_fashion, "train")
-    cfg = ClassifierTrainConfig(epochs=2, batch_size=64, device="cpu")
+    cfg = clf_config(epochs=2, batch_size=64, device="cpu")
     model, history = train_classifier(images, labels, cfg, log=lambda _: None)
     return model, history, _split(tiny_fashion, "test")
 
@@ -72,7 +70,7 @@ def test_accuracy_matches_a_naive_loop(trained) -> None:
 def test_training_is_seeded(tiny_fashion) -> None:
     images, labels = _split(tiny_fashion, "train")
     images, labels = images[:128], labels[:128]
-    cfg = ClassifierTrainConfig(epochs=1, batch_size=32, device="cpu", seed=3)
+    cfg = clf_config(epochs=1, batch_size=32, device="cpu", seed=3)
     a, _ = train_classifier(images, labels, cfg, log=lambda _: None)
     b, _ = train_classifier(images, labels, cfg, log=lambda _: None)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
@@ -82,7 +80,7 @@ def test_training_is_seeded(tiny_fashion) -> None:
 def test_conditioning_accuracy_shape_and_range(trained) -> None:
     model, _, _ = trained
     torch.manual_seed(0)
-    cvae = build_model("conv", {"channels": [8, 16, 32], "latent_dim": 8}).eval()
+    cvae = make_model("conv", channels=[8, 16, 32], latent_dim=8).eval()
     r = conditioning_accuracy(cvae, model, n_per_class=3, seed=5)
     assert set(r) == {"accuracy", "per_class", "n_per_class"}
     assert r["n_per_class"] == 3 and len(r["per_class"]) == 10
@@ -92,7 +90,7 @@ def test_conditioning_accuracy_shape_and_range(trained) -> None:
     assert conditioning_accuracy(cvae, model, n_per_class=3, seed=5) == r
     with pytest.raises(CVAEError, match="n_per_class"):
         conditioning_accuracy(cvae, model, n_per_class=0, seed=0)
-    wrong = build_model("conv", {"channels": [8, 16, 32], "num_classes": 1})
+    wrong = make_model("conv", channels=[8, 16, 32], num_classes=1)
     with pytest.raises(CVAEError, match="1 classes"):
         conditioning_accuracy(wrong, model, n_per_class=1, seed=0)
 
@@ -112,22 +110,26 @@ def test_save_load_round_trip(tmp_path, trained) -> None:
         x = images[:16].float() / 255
         assert torch.equal(model(x), loaded(x))
     cvae_path = tmp_path / "cvae.safetensors"
-    save_model(cvae_path, build_model("conv", {"channels": [8, 16, 32]}), "conv")
+    save_model(cvae_path, make_model("conv", channels=[8, 16, 32]), "conv")
     with pytest.raises(CVAEError, match="not a classifier"):
         load_classifier(cvae_path)
 
 
 def test_config_refuses_unknown_keys() -> None:
-    with pytest.raises(CVAEError, match="unknown classifier param"):
-        make_classifier_train_config({"epochs": 1, "lr_decay": 0.1})
-    with pytest.raises(CVAEError, match="lr must be > 0"):
-        make_classifier_train_config({"lr": 0})
+    with pytest.raises(ParamsError, match="unknown key fashion.classifier.lr_decay"):
+        typed_params({"fashion": {"classifier": {"epochs": 1, "lr_decay": 0.1}}})
+    with pytest.raises(ParamsError, match="classifier.lr = 0: input should be greater"):
+        typed_params({"fashion": {"classifier": {"lr": 0}}})
+
+
+def clf_config(**updates) -> ClassifierParams:
+    """``fashion.classifier`` of params.yaml with ``updates``."""
+    return typed_params().fashion.classifier.model_copy(update=updates)
 
 
 def test_stage_end_to_end(tmp_path, tiny_fashion) -> None:
-    params = tmp_path / "params.yaml"
     section = {"epochs": 1, "batch_size": 64, "lr": 0.001, "seed": 0, "device": "cpu"}
-    params.write_text(yaml.safe_dump({"fashion": {"classifier": section}}))
+    params = write_params(tmp_path / "p.yaml", {"fashion": {"classifier": section}})
     model_out = tmp_path / "data" / "classifier.safetensors"
     metrics = tmp_path / "metrics" / "clf.json"
     fashion_classifier.main(
@@ -143,7 +145,7 @@ def test_stage_end_to_end(tmp_path, tiny_fashion) -> None:
 
     # What fashion_evaluate calls: flat keys, the CVAE scored by the file.
     torch.manual_seed(0)
-    cvae = build_model("conv", {"channels": [8, 16, 32], "latent_dim": 8}).eval()
+    cvae = make_model("conv", channels=[8, 16, 32], latent_dim=8).eval()
     cm = conditioning_metrics(cvae, model_out, n_per_class=2, seed=0)
     assert cm == {
         "cond_accuracy": conditioning_accuracy(cvae, model, n_per_class=2, seed=0)[
@@ -157,8 +159,8 @@ def test_stage_end_to_end(tmp_path, tiny_fashion) -> None:
 
 
 def test_stage_error_is_one_line(tmp_path, tiny_fashion, capsys) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"fashion": {"classifier": {"epoch": 1}}}))
+    bad = {"fashion": {"classifier": {"epoch": 1}}}
+    params = write_params(tmp_path / "params.yaml", bad)
     with pytest.raises(SystemExit) as e:
         fashion_classifier.main(
             data=tiny_fashion,

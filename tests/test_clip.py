@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-import yaml
+from conftest import write_params
 
 import cvae.clip as clip
 from cvae.clip import (
@@ -220,19 +220,17 @@ def test_embed_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
         "seed": 0,
         "normalize": False,
     }
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        yaml.safe_dump(
-            {
-                "filter": {
-                    "keywords": DEFAULT_KEYWORDS,
-                    "subsets": ["bucolic", "nature"],
-                    "val_fraction": 0.1,
-                    "seed": 0,
-                },
-                "embed": embed,
-            }
-        )
+    params = write_params(
+        tmp_path / "params.yaml",
+        {
+            "filter": {
+                "keywords": DEFAULT_KEYWORDS,
+                "subsets": ["bucolic", "nature"],
+                "val_fraction": 0.1,
+                "seed": 0,
+            },
+            "embed": embed,
+        },
     )
     manifest = tmp_path / "manifest.parquet"
     filter_main(

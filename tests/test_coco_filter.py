@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import write_params
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -227,8 +228,6 @@ def test_errors_name_the_fix(tmp_path: Path) -> None:
 
 
 def _write_params(path: Path, **filter_params: object) -> Path:
-    import yaml
-
     section = {
         "keywords": DEFAULT_KEYWORDS,
         "subsets": ["bucolic", "nature"],
@@ -236,8 +235,7 @@ def _write_params(path: Path, **filter_params: object) -> Path:
         "seed": 0,
         **filter_params,
     }
-    path.write_text(yaml.safe_dump({"filter": section}))
-    return path
+    return write_params(path, {"filter": section})
 
 
 @needs_sample
@@ -281,4 +279,5 @@ def test_filter_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
             params=_write_params(tmp_path / "p3.yaml", subsets=["urban"]),
         )
     assert exit_info.value.code == 2
-    assert "error: params filter.subsets" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "p3.yaml: filter: subsets names 'urban', not a set of filter.keywords" in err

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from conftest import write_params
 
 from cvae.distributed import DistInfo, info_from_env, rank_share
 from cvae.errors import CVAEError
@@ -90,16 +90,19 @@ def many_shards(coco_sample: Path, tmp_path_factory: pytest.TempPathFactory):
     from stages import embed, filter, shard
 
     tmp = tmp_path_factory.mktemp("ddp-coco")
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["filter"]["val_fraction"] = 0.25
-    p["shard"]["shard_size"] = 4
-    p["embed"].update(model="ViT-S-32-alt", device="cpu", batch_size=32)
-    p["coco"]["model"].update(base_channels=4, latent_dim=8, embed_dim=16)
-    p["coco"]["train"].update(
-        epochs=2, batch_size=4, device="cpu", loader="stream", num_workers=1
+    stream = {"loader": "stream", "num_workers": 1}
+    params = write_params(
+        tmp / "params.yaml",
+        {
+            "filter": {"val_fraction": 0.25},
+            "shard": {"shard_size": 4},
+            "embed": {"model": "ViT-S-32-alt", "device": "cpu", "batch_size": 32},
+            "coco": {
+                "model": {"base_channels": 4, "latent_dim": 8, "embed_dim": 16},
+                "train": {"epochs": 2, "batch_size": 4, "device": "cpu"} | stream,
+            },
+        },
     )
-    params = tmp / "params.yaml"
-    params.write_text(yaml.safe_dump(p))
     d = tmp / "data"
     images, caps = coco_sample / "images", coco_sample / "captions.json"
     filter.main(

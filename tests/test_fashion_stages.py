@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
+from conftest import TINY_FASHION, write_params
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -14,11 +14,10 @@ from stages import fashion_classifier, fashion_data, fashion_evaluate, fashion_t
 
 
 @pytest.fixture()
-def params_file(tmp_path, tiny_params, fashion_root):
-    tiny_params["data"].update(root=str(fashion_root), train_limit=512, test_limit=256)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"fashion": tiny_params}))
-    return path
+def params_file(tmp_path, fashion_root):
+    data = {"root": str(fashion_root), "train_limit": 512, "test_limit": 256}
+    fashion = TINY_FASHION | {"data": data}
+    return write_params(tmp_path / "params.yaml", {"fashion": fashion})
 
 
 @pytest.mark.parametrize("arch", ["fc", "conv"])
@@ -92,8 +91,9 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
 
 
 def test_stage_errors_are_one_line(tmp_path, capsys) -> None:
-    bad = tmp_path / "params.yaml"
-    bad.write_text(yaml.safe_dump({"fashion": {"data": {"root": str(tmp_path / "x")}}}))
+    bad = write_params(
+        tmp_path / "params.yaml", {"fashion": {"data": {"root": str(tmp_path / "x")}}}
+    )
     with pytest.raises(SystemExit) as e:
         fashion_data.main(out=tmp_path / "d.npz", summary=None, params=bad)
     assert e.value.code == 2

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.signal import correlate2d
 
-from cvae.metrics import MeanMeter, mse_sum, ssim
+from cvae.metrics import MeanMeter, mse_sum, ssim, ssim_valid
 
 
 def naive_mse_sum(x: np.ndarray, y: np.ndarray) -> list[float]:
@@ -64,6 +64,30 @@ def test_ssim_matches_naive(c: int, size: int) -> None:
     got = ssim(x, y).tolist()
     want = [naive_ssim(a, b) for a, b in zip(x.numpy(), y.numpy())]
     assert got == pytest.approx(want, abs=1e-4)
+
+
+@pytest.mark.parametrize("c, size", [(1, 28), (3, 64)])
+def test_ssim_valid_matches_scikit_image(c: int, size: int) -> None:
+    """The cropped convention is scikit-image's Gaussian SSIM (Wang et al.)."""
+    structural_similarity = pytest.importorskip("skimage.metrics").structural_similarity
+    torch.manual_seed(c)
+    x = torch.rand(4, c, size, size)
+    y = (x + 0.3 * torch.randn_like(x)).clamp(0, 1)
+    want = [
+        structural_similarity(
+            a,
+            b,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
+            channel_axis=0,
+        )
+        for a, b in zip(x.double().numpy(), y.double().numpy())
+    ]
+    assert ssim_valid(x, y).tolist() == pytest.approx(want, abs=1e-5)
+    # The two conventions really differ (the border is where they do).
+    assert (ssim(x, y) - ssim_valid(x, y)).abs().max() > 1e-3
 
 
 def test_ssim_bounds() -> None:

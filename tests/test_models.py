@@ -2,10 +2,11 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import make_model, model_config
 
 from cvae.errors import CVAEError
 from cvae.losses import elbo_loss, kl_divergence
-from cvae.models import build_model, make_config
+from cvae.models import make_config
 
 CASES = [
     ("fc", {}, (1, 28, 28), "label"),
@@ -39,7 +40,7 @@ def _cond(kind: str, b: int) -> torch.Tensor:
 @pytest.mark.parametrize("arch, params, shape, kind", CASES)
 def test_shapes_and_condition_use(arch, params, shape, kind, conditioning) -> None:
     torch.manual_seed(0)
-    model = build_model(arch, params | {"conditioning": conditioning}).eval()
+    model = make_model(arch, **params, conditioning=conditioning).eval()
     x = torch.rand(4, *shape)
     c = _cond(kind, 4)
     logits, mu, logvar = model(x, c)
@@ -55,7 +56,7 @@ def test_shapes_and_condition_use(arch, params, shape, kind, conditioning) -> No
 
 def test_image_blocks_follow_the_paper() -> None:
     for size, n in [(64, 3), (128, 4), (256, 5)]:
-        m = build_model("image", {"image_size": size, "base_channels": 4})
+        m = make_model("image", image_size=size, base_channels=4)
         convs = [x for x in m.encoder if isinstance(x, torch.nn.Conv2d)]
         deconvs = [x for x in m.decoder if isinstance(x, torch.nn.ConvTranspose2d)]
         bns = [x for x in m.decoder if isinstance(x, torch.nn.BatchNorm2d)]
@@ -63,15 +64,22 @@ def test_image_blocks_follow_the_paper() -> None:
 
 
 def test_config_is_checked() -> None:
+    """Checkpoint configs (complete dicts) are checked when a model is built."""
     with pytest.raises(CVAEError, match="unknown fc model param"):
-        make_config("fc", {"hidden": [1]})
+        make_config("fc", model_config("fc", hidden=[1]))
+    with pytest.raises(
+        CVAEError, match=r"fc model param\(s\) \['latent_dim'\] missing"
+    ):
+        make_config(
+            "fc", {k: v for k, v in model_config("fc").items() if k != "latent_dim"}
+        )
     with pytest.raises(CVAEError, match="conditioning 'multiply'"):
-        make_config("conv", {"conditioning": "multiply"})
+        make_config("conv", model_config("conv", conditioning="multiply"))
     with pytest.raises(CVAEError, match="size 100 is not supported"):
-        make_config("image", {"image_size": 100})
+        make_config("image", model_config("image", image_size=100))
     with pytest.raises(CVAEError, match="unknown arch"):
         make_config("transformer", {})
-    cfg = make_config("fc", {"latent_dim": 7})
+    cfg = make_config("fc", model_config("fc", latent_dim=7))
     assert dataclasses.asdict(cfg)["latent_dim"] == 7
 
 

@@ -14,7 +14,6 @@ test_shards, test_coco_filter and test_clip; this file does not repeat them.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -23,20 +22,28 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+import conftest
 import huggingface_hub.constants
 import pyarrow as pa
 import pytest
 import torch
 import yaml
+from conftest import (
+    TINY_FC,
+    call,
+    fails,
+    last_line,
+    make_model,
+    one_line,
+    snapshot,
+    temp_files,
+)
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
-from typer.models import OptionInfo
 from typer.testing import CliRunner
 
 from cvae import clip as cvae_clip
@@ -48,9 +55,7 @@ from cvae.coco import (
     subset_coco,
     write_manifest,
 )
-from cvae.models import build_model
 from cvae.shards import load_shards
-from cvae.text import CLASS_NAMES
 from cvae_cli.main import app
 from stages import (
     coco_evaluate,
@@ -63,61 +68,12 @@ from stages import (
 from stages import filter as filter_stage
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-SMALL_CLIP = "ViT-S-32-alt"  # smallest open_clip config, D = 256
-TINY_FC = {"hidden_dims": [32], "latent_dim": 4}
-
-
-# -- helpers ---------------------------------------------------------------------
-def one_line(err: str) -> str:
-    """``err`` is exactly one ``error: `` line (no traceback, nothing else)."""
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    return err
-
-
-def last_line(err: str) -> str:
-    """After progress bars: the last stderr line is the only ``error: `` line."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and lines, err
-    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], err
-    return lines[-1]
-
-
-def call(main: Callable[..., Any], **kw: Any) -> Any:
-    """Call a stage main as typer would: options not given take their defaults."""
-    for name, p in inspect.signature(main).parameters.items():
-        if name not in kw and isinstance(p.default, OptionInfo):
-            kw[name] = p.default.default
-    return main(**kw)
-
-
-def fails(capsys: pytest.CaptureFixture, main: Callable[..., Any], **kw: Any) -> str:
-    """Run a stage main that must exit 2; return its stderr."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        call(main, **kw)
-    assert e.value.code == 2
-    return capsys.readouterr().err
-
-
-def snapshot(*paths: Path) -> dict[str, bytes]:
-    """Bytes of every file under ``paths`` (files or folders)."""
-    files: dict[str, bytes] = {}
-    for path in paths:
-        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            if f.is_file():
-                files[str(f)] = f.read_bytes()
-    return files
-
-
-def temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.startswith((".tmp-", ".old-"))]
+PARAMS = conftest.repo_params()
 
 
 def write_params(path: Path, **sections: Any) -> Path:
-    path.write_text(yaml.safe_dump(sections, sort_keys=False))
-    return path
+    """A complete params file: the repository's with ``sections`` merged in."""
+    return conftest.write_params(path, sections)
 
 
 def fashion_section(arch: str = "fc", model: dict | None = None, **train: Any) -> dict:
@@ -136,92 +92,6 @@ class Evil:
 
     def __reduce__(self):
         return (open, (str(self.marker), "w"))
-
-
-# -- fixtures --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def fashion_model(tmp_path_factory) -> Path:
-    """A real (untrained) tiny fc model file as fashion_train writes it."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("fashion_model") / "model.safetensors"
-    info = {"condition": "label", "classes": list(CLASS_NAMES), "epochs": 0}
-    save_model(path, build_model("fc", TINY_FC), "fc", info)
-    return path
-
-
-@pytest.fixture(scope="module")
-def coco(coco_sample: Path, tmp_path_factory) -> SimpleNamespace:
-    """8 real COCO images (6 train, 2 val) through filter, shard (64 and 128 px),
-    embed (small random CLIP) and a 1-epoch 64 px coco_train."""
-    root = tmp_path_factory.mktemp("coco")
-    full, _ = filter_coco(
-        coco_sample / "captions.json", None, DEFAULT_KEYWORDS, val_fraction=0.25, seed=0
-    )
-    rows = full.select(["image_id", "split"]).to_pylist()
-    ids = [r["image_id"] for r in rows if r["split"] == "train"][:6]
-    ids += [r["image_id"] for r in rows if r["split"] == "val"][:2]
-    captions = subset_coco(
-        coco_sample / "captions.json", coco_sample / "images", root, ids
-    )
-
-    def params(name: str = "params.yaml", **top: Any) -> Path:
-        p = json.loads(json.dumps(PARAMS))
-        p.update(top)
-        p["filter"]["val_fraction"] = 0.25
-        p["embed"].update(model=SMALL_CLIP, device="cpu", batch_size=16)
-        p["coco"]["model"].update(base_channels=4, latent_dim=8, embed_dim=8)
-        p["coco"]["train"].update(epochs=1, batch_size=4, device="cpu")
-        p["coco"]["evaluate"].update(device="cpu", grid_n=2, prompts=["A cow."])
-        return write_params(root / name, **p)
-
-    c = SimpleNamespace(
-        root=root,
-        images=root / "images",
-        captions=captions,
-        params=params,
-        manifest=root / "manifest.parquet",
-        text=root / "text.parquet",
-        image=root / "image.parquet",
-        model=root / "model.safetensors",
-    )
-    p = params()
-    call(
-        filter_stage.main,
-        captions=captions,
-        images=c.images,
-        out=c.manifest,
-        metrics=root / "filter.json",
-        params=p,
-    )
-    for size in (64, 128):
-        call(
-            shard.main,
-            manifest=c.manifest,
-            images=c.images,
-            out=root / f"shards{size}",
-            metrics=root / f"shard{size}.json",
-            params=params(f"p{size}.yaml", size=size),
-        )
-    call(
-        embed.main,
-        manifest=c.manifest,
-        images=c.images,
-        text_out=c.text,
-        image_out=c.image,
-        metrics=root / "embed.json",
-        params=p,
-    )
-    call(
-        coco_train.main,
-        shards=root / "shards64",
-        text_emb=c.text,
-        image_emb=c.image,
-        model_out=c.model,
-        history=root / "h.json",
-        state=root / "resume.pt",
-        params=p,
-    )
-    return c
 
 
 # -- 1. SIGKILL mid-epoch, resume, same weights ------------------------------------
@@ -346,8 +216,16 @@ def test_fashion_evaluate_failures_leave_outputs_unchanged(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("cvae.sampling.save_image", half_then_crash)
-    with pytest.raises(OSError, match="No space left"):
-        call(fashion_evaluate.main, data=tiny_fashion, model=fashion_model, **outs)
+    err = one_line(
+        fails(
+            capsys,
+            fashion_evaluate.main,
+            data=tiny_fashion,
+            model=fashion_model,
+            **outs,
+        )
+    )
+    assert "error: I/O failed: No space left on device: free space" in err
     assert snapshot(out) == before and not temp_files(tmp_path)
 
 
@@ -640,16 +518,14 @@ def test_clip_hub_tag_offline_fails_fast(coco, tmp_path, monkeypatch, capsys) ->
     assert not list(tmp_path.glob("*.pq"))
 
     torch.manual_seed(0)
-    model = build_model(
+    model = make_model(
         "image",
-        {
-            "image_size": 64,
-            "conditioning": "concat",
-            "cond_dim": 512,
-            "base_channels": 4,
-            "latent_dim": 8,
-            "embed_dim": 8,
-        },
+        image_size=64,
+        conditioning="concat",
+        cond_dim=512,
+        base_channels=4,
+        latent_dim=8,
+        embed_dim=8,
     )
     clip_info = {
         "model": "ViT-B-32",
@@ -727,9 +603,9 @@ def test_filter_stage_bad_inputs(coco, tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     "text, msg",
     [
-        ("fashion: {model: [1\n", "is not valid YAML (line 2)"),
-        ("- fashion\n", "is not a YAML mapping"),
-        ("size: 64\n", "has no 'fashion' section"),
+        ("fashion: {model: [1\n", "is not valid YAML at line 2"),
+        ("- fashion\n", "is not a mapping of sections"),
+        ("size: 64\n", "fashion is missing: add it"),
     ],
 )
 def test_broken_params_file(tmp_path, capsys, text, msg) -> None:
@@ -753,11 +629,16 @@ def test_broken_params_file(tmp_path, capsys, text, msg) -> None:
 @pytest.mark.parametrize(
     "arch, model, train, msg",
     [
-        ("fc", None, {"epochs": -1}, "epochs must be >= 0, got -1"),
-        ("fc", TINY_FC | {"conditioning": "mul"}, {}, "conditioning 'mul' is not"),
-        ("conv", {"channels": [8, 8, 8], "latent_dim": 0}, {}, "latent_dim must be"),
-        ("fc", None, {"device": "tpu"}, "device 'tpu' unknown"),
-        ("fc", TINY_FC | {"hidden": 3}, {}, "unknown fc model param(s) ['hidden']"),
+        ("fc", None, {"epochs": -1}, "fashion.train.epochs = -1: input should be"),
+        ("fc", TINY_FC | {"conditioning": "mul"}, {}, "fc.conditioning = 'mul'"),
+        ("conv", {"channels": [8, 8, 8], "latent_dim": 0}, {}, "conv.latent_dim = 0"),
+        ("fc", None, {"device": "tpu"}, "device = 'tpu': use auto, cpu, cuda"),
+        (
+            "fc",
+            TINY_FC | {"hidden": 3},
+            {},
+            "did you mean fashion.model.fc.hidden_dims?",
+        ),
     ],
 )
 def test_fashion_train_params_out_of_range(
@@ -785,11 +666,11 @@ def test_fashion_train_params_out_of_range(
 @pytest.mark.parametrize(
     "top, train, shards, msg",
     [
-        ({"size": 100}, {}, 64, "size 100 is not supported: use one of [64, 128, 256]"),
+        ({"size": 100}, {}, 64, "size = 100: use one of 64, 128, 256"),
         ({"size": 128}, {}, 64, "params size=128 but"),
-        ({"conditioning": "multiply"}, {}, 64, "conditioning 'multiply' is not"),
-        ({"condition_on": "audio"}, {}, 64, "condition_on 'audio' unknown"),
-        ({}, {"epochs": -3}, 64, "epochs must be >= 0, got -3"),
+        ({"conditioning": "multiply"}, {}, 64, "conditioning = 'multiply': input"),
+        ({"condition_on": "audio"}, {}, 64, "condition_on = 'audio': input should"),
+        ({}, {"epochs": -3}, 64, "coco.train.epochs = -3: input should be"),
     ],
 )
 def test_coco_train_params_out_of_range(
@@ -821,16 +702,14 @@ def test_evaluate_refuses_the_wrong_model(
     coco, fashion_model, tmp_path, capsys
 ) -> None:
     torch.manual_seed(0)
-    wide = build_model(
+    wide = make_model(
         "image",
-        {
-            "image_size": 64,
-            "conditioning": "concat",
-            "cond_dim": 512,
-            "base_channels": 4,
-            "latent_dim": 8,
-            "embed_dim": 8,
-        },
+        image_size=64,
+        conditioning="concat",
+        cond_dim=512,
+        base_channels=4,
+        latent_dim=8,
+        embed_dim=8,
     )
     _, meta = load_model(coco.model)
     save_model(tmp_path / "wide.safetensors", wide, "image", meta["info"])

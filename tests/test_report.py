@@ -28,6 +28,7 @@ EXP_SHOW = [
         conv={
             "mse": 10.5,
             "ssim": 0.8,
+            "ssim_valid": 0.7,
             "conditioning": "concat",
             "epochs": 25,
             "fid": None,
@@ -40,6 +41,7 @@ EXP_SHOW = [
             conv={
                 "mse": 10.5,
                 "ssim": 0.8,
+                "ssim_valid": 0.7,
                 "conditioning": "concat",
                 "epochs": 25,
                 "fid": None,
@@ -91,7 +93,7 @@ def test_tables_put_the_paper_beside_ours() -> None:
     md = report(EXP_SHOW)
     conv_rows = [line for line in md.splitlines() if "| conv |" in line]
     assert len(conv_rows) == 1  # identical results shown once
-    assert "10.5000 | 11.1087 | 0.8000 | 0.7627" in conv_rows[0]
+    assert "10.5000 | 11.1087 | 0.8000 | 0.7000 | 0.7627" in conv_rows[0]
     coco = [line for line in md.splitlines() if line.startswith("| exp-")]
     # sorted by size: 64 first; the paper's cell for (128, add) is 628.75
     assert coco[0].startswith("| exp-b | 64 | concat")

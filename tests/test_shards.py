@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-import yaml
+from conftest import write_params
 from PIL import Image
 
 from cvae import shards as shards_mod
@@ -194,10 +194,8 @@ def test_shard_stage_main(
 
     ids = sorted(int(p.stem) for p in images.iterdir())
     write_manifest(tmp_path / "manifest.parquet", _manifest(ids))
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        yaml.safe_dump({"size": 64, "shard": {"shard_size": 4, "image_format": "png"}})
-    )
+    shard = {"shard_size": 4, "image_format": "png"}
+    params = write_params(tmp_path / "params.yaml", {"size": 64, "shard": shard})
     out, metrics = tmp_path / "shards", tmp_path / "shard.json"
     kwargs = dict(
         manifest=tmp_path / "manifest.parquet",
@@ -214,10 +212,8 @@ def test_shard_stage_main(
     assert m["written"] == 8 and m["shards"] == ["shard-000000.tar", "shard-000001.tar"]
     assert load_shards(out)[1].shape == (8, 64, 64, 3)
 
-    params.write_text(
-        yaml.safe_dump({"size": 100, "shard": {"shard_size": 4, "image_format": "png"}})
-    )
+    write_params(params, {"size": 100, "shard": shard})
     with pytest.raises(SystemExit) as exit_info:
         main(**kwargs)
     assert exit_info.value.code == 2
-    assert "size=100 unsupported" in capsys.readouterr().err
+    assert "size = 100: use one of 64, 128, 256" in capsys.readouterr().err

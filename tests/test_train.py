@@ -3,12 +3,13 @@ import math
 
 import pytest
 import torch
+from conftest import make_model, train_config, typed_params
 
 from cvae import fashion
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
-from cvae.models import build_model
-from cvae.train import TrainConfig, Trainer, make_train_config
+from cvae.params import ParamsError
+from cvae.train import Trainer
 
 
 def _data(tiny_fashion, n=256):
@@ -21,8 +22,8 @@ def _data(tiny_fashion, n=256):
 def _train(tiny_fashion, tmp_path, epochs, name="s.pt", **kw):
     x, y = _data(tiny_fashion)
     torch.manual_seed(0)
-    model = build_model("fc", {"hidden_dims": [64, 32], "latent_dim": 8})
-    cfg = TrainConfig(epochs=epochs, batch_size=32, device="cpu", **kw)
+    model = make_model("fc", hidden_dims=[64, 32], latent_dim=8)
+    cfg = train_config(epochs=epochs, batch_size=32, device="cpu", **kw)
     t = Trainer(
         model,
         cfg,
@@ -73,11 +74,11 @@ def test_nan_stops_with_the_step_and_keeps_the_last_state(
 ) -> None:
     x, y = _data(tiny_fashion)
     torch.manual_seed(0)
-    model = build_model("fc", {"hidden_dims": [64, 32], "latent_dim": 8})
+    model = make_model("fc", hidden_dims=[64, 32], latent_dim=8)
     state = tmp_path / "s.pt"
     Trainer(
         model,
-        TrainConfig(epochs=1, batch_size=32, device="cpu"),
+        train_config(epochs=1, batch_size=32, device="cpu"),
         x,
         y,
         state_path=state,
@@ -89,7 +90,7 @@ def test_nan_stops_with_the_step_and_keeps_the_last_state(
         model.fc_mu.weight[0, 0] = math.nan  # poison the weights
     t = Trainer(
         model,
-        TrainConfig(epochs=2, batch_size=32, device="cpu"),
+        train_config(epochs=2, batch_size=32, device="cpu"),
         x,
         y,
         state_path=state,
@@ -104,16 +105,16 @@ def test_nan_stops_with_the_step_and_keeps_the_last_state(
 @pytest.mark.parametrize(
     "params, msg",
     [
-        ({"epochs": -1}, "epochs must be >= 0"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"lr": 0}, "lr must be > 0"),
-        ({"recon": "l1"}, "recon 'l1' unknown"),
-        ({"epochz": 1}, "unknown train param"),
+        ({"epochs": -1}, "fashion.train.epochs = -1: input should be greater"),
+        ({"batch_size": 0}, "fashion.train.batch_size = 0"),
+        ({"lr": 0}, "fashion.train.lr = 0: input should be greater than 0"),
+        ({"recon": "l1"}, "fashion.train.recon = 'l1': input should be 'bce' or 'mse'"),
+        ({"epochz": 1}, "unknown key fashion.train.epochz: did you mean .*epochs"),
     ],
 )
 def test_bad_train_params(params, msg) -> None:
-    with pytest.raises(CVAEError, match=msg):
-        make_train_config(params)
+    with pytest.raises(ParamsError, match=msg):
+        typed_params({"fashion": {"train": params}})
 
 
 def test_device() -> None:

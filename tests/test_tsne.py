@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
+from conftest import make_model, write_params
 from PIL import Image
 
 from cvae.checkpoint import save_model
 from cvae.errors import CVAEError
-from cvae.models import build_model
 from cvae.tsne import latent_means, plot_embeddings, silhouette, tsne_2d
 from stages import fashion_tsne
 
@@ -21,7 +20,7 @@ SMALL_CONV = {"channels": [8, 16, 32], "latent_dim": 8, "embed_dim": 4}
 
 def test_latent_means_are_batched_encoder_means() -> None:
     torch.manual_seed(0)
-    model = build_model("conv", SMALL_CONV)
+    model = make_model("conv", **SMALL_CONV)
     images = torch.randint(0, 256, (23, 1, 28, 28), dtype=torch.uint8)
     labels = torch.randint(0, 10, (23,))
     z = latent_means(model, images, labels, batch_size=5)
@@ -79,19 +78,17 @@ def test_plot_embeddings(tmp_path) -> None:
 
 
 def _params(tmp_path, **tsne) -> object:
-    path = tmp_path / "params.yaml"
-    root = yaml.safe_load(open("params.yaml"))["fashion"]
     section = {"n_points": 200, "vae_epochs": 1, "seed": 0, "perplexity": 30}
     section |= {"device": "cpu"} | tsne
-    train = root["train"] | {"batch_size": 64, "device": "cpu"}
-    path.write_text(yaml.safe_dump({"fashion": {"tsne": section, "train": train}}))
-    return path
+    train = {"batch_size": 64, "device": "cpu"}
+    fashion = {"tsne": section, "train": train}
+    return write_params(tmp_path / "params.yaml", {"fashion": fashion})
 
 
 def test_stage_end_to_end(tmp_path, tiny_fashion) -> None:
     torch.manual_seed(0)
     model = tmp_path / "conv" / "model.safetensors"
-    save_model(model, build_model("conv", SMALL_CONV), "conv", {"epochs": 0})
+    save_model(model, make_model("conv", **SMALL_CONV), "conv", {"epochs": 0})
     plot, metrics = tmp_path / "plots" / "tsne.png", tmp_path / "m" / "tsne.json"
     fashion_tsne.main(
         data=tiny_fashion,
@@ -113,7 +110,7 @@ def test_stage_end_to_end(tmp_path, tiny_fashion) -> None:
 
 def test_stage_refuses_a_non_conv_model(tmp_path, tiny_fashion, capsys) -> None:
     model = tmp_path / "fc.safetensors"
-    save_model(model, build_model("fc", {"hidden_dims": [16], "latent_dim": 4}), "fc")
+    save_model(model, make_model("fc", hidden_dims=[16], latent_dim=4), "fc")
     with pytest.raises(SystemExit) as e:
         fashion_tsne.main(
             data=tiny_fashion,

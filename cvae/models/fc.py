@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -11,13 +11,13 @@ from cvae.models.base import ConditionalVAE, Conditioning
 
 @dataclass
 class FCConfig:
-    image_size: int = 28  # square image side
-    in_channels: int = 1  # 1 = grayscale
-    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])  # encoder widths
-    latent_dim: int = 128  # size of z
-    conditioning: Conditioning = "concat"  # how the label joins features and z
-    num_classes: int = 10  # labels 0..num_classes-1
-    embed_dim: int = 32  # label embedding size (concat only)
+    image_size: int  # square image side
+    in_channels: int  # 1 = grayscale
+    hidden_dims: list[int]  # encoder widths
+    latent_dim: int  # size of z
+    conditioning: Conditioning  # how the label joins features and z
+    num_classes: int  # labels 0..num_classes-1
+    embed_dim: int  # label embedding size (concat only)
 
 
 class FCCVAE(ConditionalVAE):

@@ -20,13 +20,13 @@ BLOCKS = {64: 3, 128: 4, 256: 5}  # image side -> down/up blocks
 
 @dataclass
 class ImageConfig:
-    image_size: int = 64  # square image side: 64, 128 or 256
-    in_channels: int = 3  # RGB
-    base_channels: int = 32  # width of the first block, doubled per block
-    latent_dim: int = 512  # size of z (the paper: >= 512 for COCO)
-    conditioning: Conditioning = "concat"  # how the CLIP vector joins features and z
-    cond_dim: int = 512  # CLIP embedding size
-    embed_dim: int = 512  # projected condition size (concat only)
+    image_size: int  # square image side: 64, 128 or 256
+    in_channels: int  # RGB
+    base_channels: int  # width of the first block, doubled per block
+    latent_dim: int  # size of z (the paper: >= 512 for COCO)
+    conditioning: Conditioning  # how the CLIP vector joins features and z
+    cond_dim: int  # CLIP embedding size
+    embed_dim: int  # projected condition size (concat only)
 
 
 class ImageCVAE(ConditionalVAE):

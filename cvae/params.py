@@ -1,0 +1,366 @@
+"""The one typed schema of ``params.yaml``: a class per section, a field per key.
+
+``params.yaml`` is the only place a parameter's value lives: no field here has a
+default. :func:`load_params` reads the file with the YAML 1.2 rules DVC uses
+(ruamel.yaml: ``lr: 1e-3`` is the number 0.001, as ``dvc exp show`` shows it)
+and validates it in pydantic's strict mode: no string for a number or a bool, no
+float for an int, no unknown key (the error suggests the closest known one), and
+each range, choice and cross-field rule below. Every failure is one line naming
+the key, the value given and what is allowed (:class:`ParamsError`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from cvae.errors import CVAEError
+
+SIZES = (64, 128, 256)  # COCO image sides (3 / 4 / 5 conv blocks)
+SEED_MAX = 2**32 - 1  # every RNG the project seeds accepts [0, 2**32 - 1]
+DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+FID_PROTOCOL_N = 10_000  # Fashion-MNIST FID protocol: samples per set
+
+
+class ParamsError(CVAEError):
+    """params.yaml is missing, unreadable or breaks the schema (one line)."""
+
+
+def _device(value: str) -> str:
+    if not DEVICE_RE.fullmatch(value):
+        raise ValueError("use auto, cpu, cuda or cuda:N")
+    return value
+
+
+def _size(value: int) -> int:
+    if value not in SIZES:
+        raise ValueError(f"use one of {', '.join(map(str, SIZES))}")
+    return value
+
+
+def _nonblank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("use a non-empty string")
+    return value
+
+
+Pos = Annotated[int, Field(ge=1)]
+NonNeg = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+Device = Annotated[str, AfterValidator(_device)]
+Text = Annotated[str, AfterValidator(_nonblank)]
+Conditioning = Literal["concat", "add"]
+
+
+class Section(BaseModel):
+    """Strict, closed and immutable: the base of every section."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- fashion ----
+class FashionData(Section):
+    root: Text  # folder of the Fashion-MNIST IDX files
+    train_limit: Pos | None  # null = all 60,000 training images
+    test_limit: Pos | None  # null = all 10,000 test images
+    seed: Seed  # which images a limit keeps
+
+
+class FCModel(Section):
+    hidden_dims: Annotated[list[Pos], Field(min_length=1)]  # encoder widths
+    latent_dim: Pos  # size of z
+    conditioning: Conditioning  # how the label joins features and z
+    embed_dim: Pos  # label embedding size (concat only)
+
+
+class ConvModel(Section):
+    channels: Annotated[list[Pos], Field(min_length=3, max_length=3)]  # 3 conv widths
+    latent_dim: Pos
+    conditioning: Conditioning
+    embed_dim: Pos
+
+
+class FashionModels(Section):
+    fc: FCModel
+    conv: ConvModel
+
+
+class TrainParams(Section):
+    epochs: Pos  # passes over the training set
+    batch_size: Pos  # images per step (per rank under torchrun)
+    lr: Annotated[float, Field(gt=0)]  # Adam learning rate
+    weight_decay: Annotated[float, Field(ge=0)]  # Adam (L2) weight decay
+    beta: Annotated[float, Field(ge=0)]  # weight of the KL term
+    recon: Literal["bce", "mse"]  # reconstruction term
+    seed: Seed  # data order, init and reparameterisation noise
+    device: Device  # auto | cpu | cuda | cuda:N
+    amp: bool  # bf16 autocast on CUDA (no effect on CPU)
+
+
+class FashionEvaluate(Section):
+    batch_size: Pos
+    grid_n: Pos  # images per row in the grids
+    seed: Seed  # generation noise
+    device: Device
+    cond_n_per_class: Pos  # generations per class scored by the classifier
+
+
+class ClassifierParams(Section):
+    epochs: Pos
+    batch_size: Pos
+    lr: Annotated[float, Field(gt=0)]
+    seed: Seed
+    device: Device
+
+
+class TsneParams(Section):
+    n_points: Annotated[int, Field(ge=3)]  # test points embedded
+    vae_epochs: Pos  # epochs of the plain VAE
+    seed: Seed
+    perplexity: Annotated[float, Field(gt=0)]
+    device: Device
+
+    @model_validator(mode="after")
+    def _perplexity_below_points(self) -> TsneParams:
+        if self.perplexity >= self.n_points:
+            raise ValueError(
+                f"perplexity {self.perplexity} must be below n_points "
+                f"{self.n_points} (t-SNE needs more points than neighbours)"
+            )
+        return self
+
+
+class FidParams(Section):
+    samples: NonNeg  # 0 = off; 10000 = the protocol
+    batch_size: Pos  # Inception batch
+    seed: Seed  # generation noise of the FID set
+    device: Device
+
+    @model_validator(mode="after")
+    def _off_or_enough(self) -> FidParams:
+        if self.samples == 1:
+            raise ValueError("samples 1: use 0 (off) or >= 2 (10000 = the protocol)")
+        return self
+
+
+class Fashion(Section):
+    data: FashionData
+    model: FashionModels
+    train: TrainParams
+    evaluate: FashionEvaluate
+    classifier: ClassifierParams
+    tsne: TsneParams
+    fid: FidParams
+
+    @model_validator(mode="after")
+    def _fid_protocol(self) -> Fashion:
+        full = self.data.train_limit is None and self.data.test_limit is None
+        if full and 0 < self.fid.samples < FID_PROTOCOL_N:
+            raise ValueError(
+                f"fid.samples {self.fid.samples} is below the protocol's "
+                f"{FID_PROTOCOL_N} on the full data set: use 0 (off) or >= "
+                f"{FID_PROTOCOL_N}"
+            )
+        return self
+
+
+# ------------------------------------------------------------------- coco ----
+class CocoData(Section):
+    images: Text  # image folder (train2017/, val2017/ or the sample)
+    captions: Text  # COCO captions_*.json
+
+
+class FilterParams(Section):
+    keywords: dict[Text, Annotated[list[Text], Field(min_length=1)]]  # name -> words
+    subsets: Annotated[list[Text], Field(min_length=1)]  # keyword sets kept
+    val_fraction: Annotated[float, Field(gt=0, lt=1)]  # share held out
+    seed: Seed  # salt of the split hash
+
+    @model_validator(mode="after")
+    def _subsets_known(self) -> FilterParams:
+        for name in self.subsets:
+            if name not in self.keywords:
+                raise ValueError(
+                    f"subsets names {name!r}, not a set of filter.keywords: use "
+                    f"some of {sorted(self.keywords)}"
+                    f"{_did_you_mean(name, self.keywords)}"
+                )
+        return self
+
+
+class ShardParams(Section):
+    shard_size: Pos  # samples per tar
+    image_format: Literal["png", "jpg"]
+    workers: NonNeg  # decoding processes, 0 = one per CPU
+
+
+class EmbedParams(Section):
+    model: Text  # open_clip config name
+    pretrained: Text  # none = random init | local checkpoint file | hub tag
+    batch_size: Pos
+    device: Device
+    seed: Seed  # seed of the random init
+    normalize: bool  # unit-normalise each sentence vector before averaging
+
+
+class CocoModel(Section):
+    base_channels: Pos  # width of the first block, doubled per block
+    latent_dim: Pos
+    embed_dim: Pos  # projected condition size (concat only)
+
+
+class CocoTrain(TrainParams):
+    loader: Literal["memory", "stream"]  # decoded once in RAM | webdataset stream
+    num_workers: NonNeg  # stream: decoding processes per rank
+
+
+class CocoEvaluate(Section):
+    batch_size: Pos
+    grid_n: Pos
+    score_samples: Pos  # held-out images (at most) behind FID and CLIP score
+    seed: Seed
+    device: Device
+    prompts: Annotated[list[Text], Field(min_length=1)]  # a generation row each
+
+
+class Coco(Section):
+    model: CocoModel
+    train: CocoTrain
+    evaluate: CocoEvaluate
+
+
+# ------------------------------------------------------------------- root ----
+class Params(Section):
+    fashion: Fashion
+    size: Annotated[int, AfterValidator(_size)]  # COCO image side
+    conditioning: Conditioning  # COCO: how the CLIP vector joins features and z
+    condition_on: Literal["text", "image"]  # caption or CLIP image embeddings
+    coco_data: CocoData
+    filter: FilterParams
+    shard: ShardParams
+    embed: EmbedParams
+    coco: Coco
+
+
+# ---------------------------------------------------------------- loading ----
+def read_yaml(path: Path) -> Any:
+    """``path`` parsed with YAML 1.2 (ruamel.yaml, as DVC reads params)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    if not path.is_file():
+        raise ParamsError(
+            f"{path} not found: run from the project root or pass --params"
+        )
+    try:
+        return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        what = str(getattr(e, "problem", None) or type(e).__name__)
+        raise ParamsError(f"{path} is not valid YAML{at} ({what}): fix it") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path} is not UTF-8 text: fix it") from None
+
+
+def validate(data: Any, source: str = "params.yaml") -> Params:
+    """The typed :class:`Params` of a parsed params mapping, or one-line error."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source} is not a mapping of sections: fix it")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors(include_url=False)
+        first = describe(errors[0], data)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ParamsError(f"{source}: {first}{more}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate the whole params file (every stage, the CLI, benchmarks)."""
+    path = Path(path)
+    return validate(read_yaml(path), str(path))
+
+
+def describe(error: dict[str, Any], data: Any) -> str:
+    """One pydantic error as ``key = value: what is allowed``."""
+    loc = [str(p) for p in error["loc"]]  # list indices become digits
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        hint = _did_you_mean(loc[-1], known, prefix=_dotted(loc[:-1]))
+        return f"unknown key {_dotted(loc)}{hint or ''}" + (
+            "" if hint else f" (known here: {', '.join(known)})"
+        )
+    if kind == "missing":
+        return f"{_dotted(loc)} is missing: add it (see README)"
+    if kind == "value_error" or kind == "assertion_error":
+        msg = msg.removeprefix("Value error, ")
+    where = _dotted(loc) or "params"
+    value = _value_at(data, error["loc"])
+    if kind == "value_error" and isinstance(value, dict):  # a cross-field rule
+        return f"{where}: {msg}"
+    return f"{where} = {value!r}: {_allowed(kind, msg, error)}"
+
+
+def _allowed(kind: str, msg: str, error: dict[str, Any]) -> str:
+    """pydantic's message, with 'use ...' phrasing for type errors."""
+    got = type(error.get("input")).__name__
+    if kind in ("int_type", "int_from_float"):
+        return f"an integer is required, not {got} (no quotes, no decimal point)"
+    if kind == "float_type":
+        return f"a number is required, not {got} (no quotes)"
+    if kind == "bool_type":
+        return f"true or false is required, not {got} (no quotes)"
+    if kind in ("string_type", "list_type", "dict_type", "model_type"):
+        need = {
+            "string_type": "a string",
+            "list_type": "a list",
+            "dict_type": "a mapping",
+            "model_type": "a section (mapping)",
+        }[kind]
+        return f"{need} is required, not {got}"
+    return msg[0].lower() + msg[1:] if msg else kind
+
+
+def _value_at(data: Any, loc: tuple) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _dotted(loc: list[str]) -> str:
+    """``['fc', 'hidden_dims', '0']`` -> ``fc.hidden_dims[0]``."""
+    return "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".")
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    """Field names of the section at ``loc`` (walking the schema's classes)."""
+    cls: Any = Params
+    for part in loc:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        cls = field.annotation
+    return list(getattr(cls, "model_fields", {}))
+
+
+def _did_you_mean(word: str, known: Any, prefix: str = "") -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f": did you mean {prefix + '.' if prefix else ''}{close[0]}?"

@@ -1,0 +1,504 @@
+"""The reliability suite: bad input of every kind (params, files, CLI arguments).
+
+Each case asserts a non-zero exit, exactly one ``error:`` line naming the problem
+(no traceback), and that the outputs of an earlier good run are byte-identical
+afterwards. A Hypothesis property mutates params.yaml at random and asserts the
+schema answers with a valid configuration or one line, never anything else.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import (
+    SMALL_CLIP,
+    call,
+    dump_yaml,
+    fails,
+    last_line,
+    one_line,
+    repo_params,
+    snapshot,
+    temp_files,
+    write_params,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from cvae.checkpoint import load_model, save_model
+from cvae.errors import CVAEError
+from cvae.params import ParamsError, validate
+from cvae_cli.main import app
+from stages import (
+    check_params,
+    coco_train,
+    fashion_evaluate,
+    fashion_train,
+    shard,
+)
+from stages import filter as filter_stage
+
+DROP = object()  # a case value meaning "delete this key"
+
+
+def mutate(params: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """``params`` with the key at ``dotted`` set to ``value`` (or deleted)."""
+    *path, last = dotted.split(".")
+    node = params
+    for key in path:
+        node = node[key]
+    if value is DROP:
+        del node[last]
+    else:
+        node[last] = value
+    return params
+
+
+# -- params: (key, value, what the one line says) ------------------------------------
+PARAM_CASES = [
+    # unknown keys, each with the closest known one
+    ("shard.image_fromat", "png", "unknown key shard.image_fromat: did you mean "),
+    ("conditionning", "add", "unknown key conditionning: did you mean conditioning?"),
+    ("filter.subset", ["bucolic"], "unknown key filter.subset: did you mean "),
+    ("fashion.model.fc.latent", 8, "did you mean fashion.model.fc.latent_dim?"),
+    ("coco.train.lr_decay", 0.5, "unknown key coco.train.lr_decay"),
+    # wrong types: strict, YAML 1.2 (no string for a number or a bool)
+    ("embed.normalize", "false", "embed.normalize = 'false': true or false is"),
+    ("fashion.train.lr", "1e-3", "fashion.train.lr = '1e-3': a number is required"),
+    ("fashion.train.epochs", 1.5, "fashion.train.epochs = 1.5: an integer is"),
+    ("size", 64.0, "size = 64.0: an integer is required"),
+    ("coco.train.batch_size", True, "coco.train.batch_size = True: an integer"),
+    ("coco.train.batch_size", "32", "coco.train.batch_size = '32': an integer"),
+    ("fashion.train.epochs", None, "fashion.train.epochs = None: an integer"),
+    ("size", [64], "size = [64]: an integer is required"),
+    ("shard", 3, "shard = 3: a section (mapping) is required, not int"),
+    ("filter.keywords", ["cow"], "filter.keywords = ['cow']: a mapping is required"),
+    ("coco.evaluate.prompts", "A cow.", "coco.evaluate.prompts = 'A cow.': a list"),
+    # out of range and choices
+    ("size", 100, "size = 100: use one of 64, 128, 256"),
+    ("conditioning", "foo", "conditioning = 'foo': input should be 'concat' or 'add'"),
+    ("condition_on", "audio", "condition_on = 'audio': input should be 'text' or"),
+    ("fashion.model.fc.hidden_dims", [-5], "fashion.model.fc.hidden_dims[0] = -5"),
+    ("fashion.model.fc.hidden_dims", [], "hidden_dims = []: list should have at"),
+    ("fashion.model.conv.channels", [8, 16], "channels = [8, 16]: list should have"),
+    ("fashion.data.train_limit", -5, "fashion.data.train_limit = -5: input should"),
+    ("fashion.data.train_limit", 0, "fashion.data.train_limit = 0: input should"),
+    ("filter.val_fraction", 0.0, "filter.val_fraction = 0.0: input should be greater"),
+    ("filter.val_fraction", 1, "filter.val_fraction = 1: input should be less"),
+    ("coco.train.seed", 2**63, "coco.train.seed = 9223372036854775808: input"),
+    ("embed.seed", -1, "embed.seed = -1: input should be greater than or equal to 0"),
+    ("embed.device", "gpu", "embed.device = 'gpu': use auto, cpu, cuda or cuda:N"),
+    ("fashion.train.recon", "l1", "fashion.train.recon = 'l1': input should be"),
+    ("coco.train.loader", "disk", "coco.train.loader = 'disk': input should be"),
+    ("shard.image_format", "gif", "shard.image_format = 'gif': input should be"),
+    ("coco.evaluate.prompts", [], "coco.evaluate.prompts = []: list should have"),
+    ("coco.evaluate.prompts", ["  "], "prompts[0] = '  ': use a non-empty string"),
+    ("fashion.train.lr", 0, "fashion.train.lr = 0: input should be greater than 0"),
+    # cross-field rules
+    ("filter.subsets", ["bucolik"], "filter: subsets names 'bucolik', not a set"),
+    ("fashion.tsne.perplexity", 5000.0, "fashion.tsne: perplexity 5000.0 must be"),
+    ("fashion.fid.samples", 5000, "fashion: fid.samples 5000 is below the protocol"),
+    ("fashion.fid.samples", 1, "fashion.fid: samples 1: use 0 (off) or >= 2"),
+    # missing keys and sections
+    ("fashion.train.lr", DROP, "fashion.train.lr is missing: add it"),
+    ("coco", DROP, "coco is missing: add it"),
+]
+
+TEXT_CASES = [  # params files that are not YAML mappings at all
+    (b"fashion: {model: [1\n", "is not valid YAML at line 2"),
+    (b"- fashion\n", "is not a mapping of sections"),
+    (b"", "is not a mapping of sections"),
+    (b"size: 64\nsize: 128\n", "is not valid YAML at line 2"),
+    (b"size: \xff\xfe\n", "is not UTF-8 text"),
+]
+
+
+@pytest.fixture()
+def stamped(tmp_path: Path) -> tuple[Path, bytes]:
+    """check_params' output after a good run: (its path, its bytes)."""
+    out = tmp_path / "data" / "params.ok"
+    call(check_params.main, out=out, params=write_params(tmp_path / "good.yaml"))
+    return out, out.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "key, value, message", PARAM_CASES, ids=[f"{c[0]}={c[1]!r}" for c in PARAM_CASES]
+)
+def test_bad_param(tmp_path, capsys, stamped, key, value, message) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text(dump_yaml(mutate(repo_params(), key, value)))
+    err = one_line(fails(capsys, check_params.main, out=stamped[0], params=bad))
+    assert f"error: {bad}: " in err and message in err
+    assert stamped[0].read_bytes() == stamped[1]
+
+
+@pytest.mark.parametrize("text, message", TEXT_CASES)
+def test_broken_params_file(tmp_path, capsys, stamped, text, message) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_bytes(text)
+    err = one_line(fails(capsys, check_params.main, out=stamped[0], params=bad))
+    assert message in err and stamped[0].read_bytes() == stamped[1]
+
+
+def test_missing_params_file(tmp_path, capsys, stamped) -> None:
+    err = one_line(
+        fails(capsys, check_params.main, out=stamped[0], params=tmp_path / "no.yaml")
+    )
+    assert "no.yaml not found: run from the project root" in err
+
+
+def test_every_stage_refuses_bad_params_before_touching_outputs(
+    tiny_fashion, coco, tmp_path, capsys
+) -> None:
+    """The same check guards each stage run on its own (outside dvc repro)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "m.safetensors").write_bytes(b"from the last good run")
+    before = snapshot(out)
+    bad = write_params(tmp_path / "bad.yaml", {"fashion": {"train": {"epochs": 1.5}}})
+    kw = dict(model_out=out / "m.safetensors", history=out / "h", state=out / "s")
+    for main, args in (
+        (fashion_train.main, dict(arch="fc", data=tiny_fashion)),
+        (
+            coco_train.main,
+            dict(
+                shards=coco.root / "shards64", text_emb=coco.text, image_emb=coco.image
+            ),
+        ),
+    ):
+        err = one_line(fails(capsys, main, params=bad, **args, **kw))
+        assert "fashion.train.epochs = 1.5: an integer is required" in err
+        assert snapshot(out) == before
+
+
+# -- files: damaged, foreign or inconsistent inputs ----------------------------------
+def truncate(path: Path, to: Path) -> Path:
+    data = path.read_bytes() if path.is_file() else b""
+    to.write_bytes(data[: len(data) // 2])
+    return to
+
+
+def nan_weights(model: Path, to: Path) -> Path:
+    """The model file with one weight set to NaN (written around save_model)."""
+    state = load_file(str(model))
+    name = sorted(k for k, v in state.items() if v.is_floating_point())[0]
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = float("nan")
+    from safetensors import safe_open
+
+    with safe_open(str(model), framework="pt") as f:
+        meta = f.metadata()
+    save_file(state, str(to), metadata=meta)
+    return to
+
+
+def drop_tensor(model: Path, to: Path) -> Path:
+    state = load_file(str(model))
+    from safetensors import safe_open
+
+    with safe_open(str(model), framework="pt") as f:
+        meta = f.metadata()
+    state.pop(sorted(state)[-1])
+    save_file(state, str(to), metadata=meta)
+    return to
+
+
+def wide_embeddings(path: Path, to: Path) -> Path:
+    """The embeddings with 768-d vectors instead of the CLIP model's width."""
+    t = pq.read_table(path)
+    vecs = np.zeros((t.num_rows, 768), np.float32)
+    col = pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), 768)
+    i = t.schema.get_field_index("embedding")
+    pq.write_table(t.set_column(i, "embedding", col), to)
+    return to
+
+
+def test_fashion_files(tiny_fashion, fashion_model, tmp_path, capsys) -> None:
+    """Damaged dataset, model and resume files: one line each, outputs kept."""
+    params = write_params(
+        tmp_path / "p.yaml",
+        {
+            "fashion": {
+                "model": {"fc": {"hidden_dims": [32], "latent_dim": 4}},
+                "train": {"epochs": 1, "batch_size": 64, "device": "cpu"},
+                "evaluate": {"batch_size": 128, "device": "cpu"},
+            }
+        },
+    )
+    out = tmp_path / "out"
+    outs = dict(
+        metrics=out / "m.json", recon_grid=out / "r.png", gen_grid=out / "g.png"
+    )
+    call(
+        fashion_evaluate.main,
+        data=tiny_fashion,
+        model=fashion_model,
+        params=params,
+        **outs,
+    )
+    before = snapshot(out)
+    cases = [
+        (truncate(tiny_fashion, tmp_path / "d.npz"), fashion_model, "not a readable"),
+        (tiny_fashion, truncate(fashion_model, tmp_path / "t.st"), "not a readable"),
+        (tiny_fashion, nan_weights(fashion_model, tmp_path / "n.st"), "holds NaN"),
+        (tiny_fashion, drop_tensor(fashion_model, tmp_path / "x.st"), "tensor '"),
+        (tmp_path / "none.npz", fashion_model, "not found"),
+    ]
+    for data, model, message in cases:
+        err = one_line(
+            fails(
+                capsys,
+                fashion_evaluate.main,
+                data=data,
+                model=model,
+                params=params,
+                **outs,
+            )
+        )
+        assert message in err, err
+        assert snapshot(out) == before and not temp_files(tmp_path)
+
+    # A damaged resume file: one line that does not advise unsafe loading.
+    (tmp_path / "train").mkdir()
+    model_out = tmp_path / "train" / "model.safetensors"
+    state = truncate(fashion_model, tmp_path / "train" / "resume.pt")
+    err = one_line(
+        fails(
+            capsys,
+            fashion_train.main,
+            arch="fc",
+            data=tiny_fashion,
+            model_out=model_out,
+            history=tmp_path / "train" / "h.json",
+            state=state,
+            params=params,
+        )
+    )
+    assert "resume checkpoint" in err and "weights_only" not in err
+    assert not model_out.exists()
+
+    # An output that cannot be written is found before the first epoch.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    err = one_line(
+        fails(
+            capsys,
+            fashion_train.main,
+            arch="fc",
+            data=tiny_fashion,
+            model_out=blocker / "m.safetensors",
+            history=tmp_path / "h2.json",
+            state=tmp_path / "s2.pt",
+            params=params,
+        )
+    )
+    assert f"cannot write {blocker / 'm.safetensors'}" in err
+    assert not (tmp_path / "h2.json").exists()
+
+
+def test_coco_files(coco, tmp_path, capsys) -> None:
+    """Damaged shards, Parquet and captions; wrong embedding width; duplicate ids."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"from the last good run")
+    before = snapshot(out)
+    train_kw = dict(
+        model_out=out / "model.safetensors",
+        history=out / "h.json",
+        state=out / "s.pt",
+        params=coco.params(),
+    )
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for f in (coco.root / "shards64").iterdir():
+        (shards / f.name).write_bytes(f.read_bytes()[:1000])  # cut short
+    cases = [
+        (
+            dict(shards=shards, text_emb=coco.text, image_emb=coco.image),
+            "is damaged (ReadError: unexpected end of data): re-run the shard stage",
+        ),
+        (
+            dict(
+                shards=coco.root / "shards64",
+                text_emb=truncate(coco.text, tmp_path / "t.parquet"),
+                image_emb=coco.image,
+            ),
+            "not a readable parquet file",
+        ),
+        (
+            dict(
+                shards=coco.root / "shards64",
+                text_emb=wide_embeddings(coco.text, tmp_path / "w.parquet"),
+                image_emb=coco.image,
+            ),
+            f"holds 768-d vectors but CLIP {SMALL_CLIP} gives 256-d",
+        ),
+    ]
+    for args, message in cases:
+        err = last_line(fails(capsys, coco_train.main, **args, **train_kw))
+        assert message in err, err
+        assert snapshot(out) == before
+
+    # A damaged manifest for the shard stage, a captions file with one id twice.
+    err = one_line(
+        fails(
+            capsys,
+            shard.main,
+            manifest=truncate(coco.manifest, tmp_path / "m.pq"),
+            images=coco.images,
+            out=out / "shards",
+            metrics=out / "s.json",
+            params=coco.params(),
+        )
+    )
+    assert "not a readable parquet file" in err and snapshot(out) == before
+    data = json.loads(coco.captions.read_text())
+    data["images"].append(dict(data["images"][0], file_name="other.jpg"))
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps(data))
+    err = one_line(
+        fails(
+            capsys,
+            filter_stage.main,
+            captions=twice,
+            images=coco.images,
+            out=out / "manifest.parquet",
+            metrics=out / "f.json",
+            params=coco.params(),
+        )
+    )
+    assert f"image id {data['images'][0]['id']} is listed twice" in err
+    assert snapshot(out) == before
+
+
+def test_model_width_is_checked_at_load(coco, tmp_path, capsys) -> None:
+    """A model whose cond_dim differs from its CLIP model is refused with the fix."""
+    model, meta = load_model(coco.model)
+    info = meta["info"] | {"clip": meta["info"]["clip"] | {"model": "ViT-B-32"}}
+    wrong = tmp_path / "wrong.safetensors"
+    save_model(wrong, model, "image", info)
+    r = CliRunner().invoke(
+        app,
+        ["generate", "A cow.", "--model", str(wrong), "--out", str(tmp_path / "x.png")],
+    )
+    assert r.exit_code == 2 and "gives 512-d vectors but the model takes" in r.output
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_non_finite_weights_are_not_saved(tmp_path) -> None:
+    from conftest import make_model
+
+    model = make_model("fc", hidden_dims=[8], latent_dim=2)
+    with torch.no_grad():
+        model.fc_mu.weight[0, 0] = float("inf")
+    with pytest.raises(CVAEError, match="tensor 'fc_mu.weight' holds NaN or Inf"):
+        save_model(tmp_path / "m.safetensors", model, "fc")
+    assert not list(tmp_path.iterdir())
+
+
+# -- CLI arguments -------------------------------------------------------------------
+CLI_CASES = [
+    (["--seed", str(2**64)], "Invalid value for '--seed'"),
+    (["--seed", "-1"], "Invalid value for '--seed'"),
+    (["--n", "0"], "Invalid value for '--n'"),
+    (["--out", "grid.gif"], "unknown image extension '.gif'"),
+    (["--out", "blocker/grid.png"], "cannot write"),
+    (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    (["--device", "gpu"], "device 'gpu' unknown"),
+    (["--model", "NAN"], "holds NaN or Inf"),
+]
+
+
+@pytest.mark.parametrize(
+    "args, message", CLI_CASES, ids=[" ".join(c[0]) for c in CLI_CASES]
+)
+def test_bad_cli_arguments(fashion_model, tmp_path, monkeypatch, args, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file")
+    nan_weights(fashion_model, tmp_path / "nan.safetensors")
+    args = [str(tmp_path / "nan.safetensors") if a == "NAN" else a for a in args]
+    if "--model" not in args:
+        args += ["--model", str(fashion_model)]
+    if "--out" not in args:
+        args += ["--out", "grid.png"]
+    before = snapshot(tmp_path)
+    r = CliRunner().invoke(app, ["generate", "a dress", *args])
+    assert r.exit_code == 2 and message in r.output, r.output
+    errors = [x for x in r.output.splitlines() if x.lower().startswith("error")]
+    assert len(errors) == 1 and "Traceback" not in r.output
+    assert snapshot(tmp_path) == before  # nothing written, nothing changed
+
+
+# -- property: random mutations of params.yaml ----------------------------------------
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every key path of a nested params mapping (sections and leaves)."""
+    out = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.append((*prefix, k))
+            out += _paths(v, (*prefix, k))
+    return out
+
+
+BASE = repo_params()
+PATHS = _paths(BASE)
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-3, 600), max_size=4),
+    st.lists(st.text(max_size=6), max_size=3),
+    st.dictionaries(st.text(max_size=6), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(PATHS),
+            st.sampled_from(["set", "delete", "unknown"]),
+            VALUES,
+            st.text(min_size=1, max_size=10),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_random_params_give_a_config_or_one_line(edits) -> None:
+    params = copy.deepcopy(BASE)
+    for path, action, value, name in edits:
+        node = params
+        for key in path[:-1]:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            if not isinstance(node, dict):
+                continue
+            if action == "set":
+                node[path[-1]] = value
+            elif action == "delete":
+                node.pop(path[-1], None)
+            else:
+                node[name] = value
+    try:
+        p = validate(params)
+    except ParamsError as e:
+        text = str(e)
+        assert text.startswith("params.yaml: ") and "\n" not in text
+        assert "Traceback" not in text
+    else:
+        assert p.size in (64, 128, 256) and p.fashion.train.epochs >= 1
