@@ -34,6 +34,7 @@ from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.models import ConditionalVAE
 from cvae.params import ClassifierParams
+from cvae.progress import bar
 from cvae.sampling import batches, generate
 from cvae.train import epoch_order, progress, to_float_images
 
@@ -227,7 +228,7 @@ def conditioning_accuracy(
     was_training = cvae_model.training
     cvae_model.eval()
     per_class = []
-    for k in range(k_classes):
+    for k in bar(range(k_classes), "conditioning accuracy", unit="class"):
         imgs = generate(cvae_model, torch.tensor(k), n_per_class, seed=seed + k)
         labels = torch.full((n_per_class,), k, dtype=torch.int64)
         per_class.append(accuracy(classifier, to_uint8_images(imgs), labels))

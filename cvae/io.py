@@ -23,6 +23,17 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def check_writable(*paths: str | os.PathLike) -> None:
     """Each output can be created: its nearest existing ancestor folder takes a
     new file (probed, then removed; nothing is left behind).
@@ -91,6 +102,40 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=False)
         f.write("\n")
+
+
+def split_record(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(numbers, the rest) of a nested record, keys and nesting kept.
+
+    The numbers (int or float, never bool) are what `dvc metrics diff` and
+    `dvc exp show` compare; strings, flags, lists and nulls (FID off, notes,
+    model names, file lists) are facts for people, not metrics.
+    """
+    numbers: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            n, r = split_record(value)
+            if n:
+                numbers[key] = n
+            if r:
+                rest[key] = r
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers[key] = value
+        else:
+            rest[key] = value
+    return numbers, rest
+
+
+def write_record(
+    metrics: str | os.PathLike, info: str | os.PathLike | None, record: dict
+) -> None:
+    """The numbers of ``record`` to ``metrics`` (a DVC metrics file), the rest to
+    ``info`` (an output beside it; skipped when None), both atomically."""
+    numbers, rest = split_record(record)
+    write_json(metrics, numbers)
+    if info is not None:
+        write_json(info, rest)
 
 
 @contextlib.contextmanager

@@ -69,6 +69,16 @@ def records(exp_show: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _param(rec: dict[str, Any], dotted: str) -> Any:
+    """A params.yaml value of a record (None when absent)."""
+    node: Any = rec["params"]
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -107,7 +117,10 @@ def table1(recs: list[dict[str, Any]]) -> str:
                 [
                     rec["name"],
                     arch,
-                    _fmt(m.get("conditioning")),
+                    _fmt(
+                        _param(rec, f"fashion.model.{arch}.conditioning")
+                        or m.get("conditioning")  # metrics before numbers-only
+                    ),
                     _fmt(m.get("epochs")),
                     _fmt(m["mse"]),
                     _fmt(paper["mse"]),
@@ -147,13 +160,19 @@ def table2(recs: list[dict[str, Any]]) -> str:
         m = rec["metrics"].get("metrics/coco.json")
         if not m or "mse" not in m:
             continue
-        paper = PAPER_TABLE2.get((m.get("size"), m.get("conditioning")), {})
+        # Strings live in params (metrics files hold numbers only; older
+        # experiments' metrics still carry them).
+        cond = _param(rec, "conditioning") or m.get("conditioning")
+        on = _param(rec, "condition_on") or m.get("condition_on")
+        weights = _param(rec, "embed.pretrained") or m.get("clip_pretrained")
+        random = weights in (None, "none") and m.get("clip_random_init", True)
+        paper = PAPER_TABLE2.get((m.get("size"), cond), {})
         rows.append(
             [
                 rec["name"],
                 _fmt(m.get("size")),
-                _fmt(m.get("conditioning")),
-                _fmt(m.get("condition_on")),
+                _fmt(cond),
+                _fmt(on),
                 _fmt(m.get("n")),
                 _fmt(m["mse"], 2),
                 _fmt(paper.get("mse"), 2),
@@ -164,9 +183,7 @@ def table2(recs: list[dict[str, Any]]) -> str:
                 _fmt(paper.get("fid"), 2),
                 _fmt(m.get("clip_score_generated"), 2),
                 _fmt(m.get("clip_score_real"), 2),
-                "random"
-                if m.get("clip_random_init")
-                else _fmt(m.get("clip_pretrained")),
+                "random" if random else _fmt(weights),
             ]
         )
     # By size (as a number), conditioning, condition_on, experiment.

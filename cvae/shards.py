@@ -241,7 +241,7 @@ def write_shards(
                 total=len(rows),
                 desc="shard",
                 unit="img",
-                disable=not progress,
+                disable=None if progress else True,  # hidden off a terminal
             ):
                 image_id = int(row["image_id"])
                 if status != "ok":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 from cvae.errors import CVAEError
 
@@ -27,6 +28,14 @@ CLASS_NAMES: tuple[str, ...] = (
     "Bag",
     "Ankle boot",
 )
+
+
+def by_class(values: list) -> dict[str, Any]:
+    """Per-label values keyed by class name (a metrics file holds no lists)."""
+    if len(values) != len(CLASS_NAMES):
+        raise ValueError(f"{len(values)} values for {len(CLASS_NAMES)} classes")
+    return dict(zip(CLASS_NAMES, values))
+
 
 # label -> words (lower case, singular). Each word belongs to exactly one label.
 SYNONYMS: dict[int, tuple[str, ...]] = {

@@ -18,7 +18,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from cvae.io import write_json
 from cvae.losses import elbo_loss
 from cvae.models import ConditionalVAE
 from cvae.params import TrainParams
+from cvae.progress import bar
 
 # A condition source: a tensor indexed by item (labels (N,) or vectors (N, D)),
 # or a function (item indices (B,), generator) -> conditions (B, ...).
@@ -85,16 +85,9 @@ def epoch_order(seed: int, epoch: int, n: int) -> tuple[torch.Generator, torch.T
 
 
 def progress(steps: int, desc: str, *, quiet: bool = False) -> tqdm:
-    """A per-epoch progress bar on stderr (hidden when stderr is not a terminal,
-    and when ``quiet``: on ranks other than 0)."""
-    return tqdm(
-        range(steps),
-        desc=desc,
-        leave=False,
-        disable=True if quiet else None,
-        file=sys.stderr,
-        mininterval=1.0,
-    )
+    """A per-epoch progress bar over ``range(steps)`` (see ``cvae.progress``;
+    ``quiet`` on ranks other than 0)."""
+    return bar(range(steps), desc, unit="step", quiet=quiet)
 
 
 def to_float_images(x: torch.Tensor) -> torch.Tensor:
@@ -341,15 +334,14 @@ class Trainer:
                 "loss": totals[0] / n,
                 "recon": totals[1] / n,
                 "kl": totals[2] / n,
-                "seconds": round(secs, 3),
-                "images_per_s": round(n / secs, 1),
             }
             if self.dist.enabled:
                 row["world_size"] = self.dist.world_size
             if self.val is not None and self.dist.is_main:
                 row.update(self.evaluate_loss())
-            self.history.append(row)
-            self.log(json.dumps(row))
+            self.history.append(row)  # no timings: the same run, the same bytes
+            speed = {"seconds": round(secs, 3), "images_per_s": round(n / secs, 1)}
+            self.log(json.dumps(row | speed))
             if self.dist.is_main:
                 save_state(self.state_path, self._state(epoch + 1))
                 if self.history_path is not None:

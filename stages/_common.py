@@ -9,9 +9,13 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cvae.errors import CVAEError
+from cvae.io import atomic_dir
+
+ELBO_TERMS = ("loss", "recon", "kl")  # negative ELBO per image, its two terms
 
 
 def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,3 +45,23 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
                 distributed.teardown(distributed.info_from_env())
 
     return wrapper
+
+
+def write_live(folder: Path, history: list[dict[str, Any]]) -> None:
+    """A training history as DVCLive files: ``train/<term>`` and ``val/<term>``
+    per epoch (``plots/metrics/*.tsv``) and the last epoch (``metrics.json``,
+    with ``step``), for `dvc plots diff` and `dvc exp show`.
+
+    Written from the complete history once training ends, into a fresh folder,
+    so a resumed run gives the same files as an uninterrupted one.
+    """
+    from dvclive import Live
+
+    with atomic_dir(folder) as tmp:
+        with Live(str(tmp), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+            for row in history:
+                live.step = row["epoch"]
+                for term in ELBO_TERMS:
+                    live.log_metric(f"train/{term}", row[term], plot=True)
+                    if f"val_{term}" in row:
+                        live.log_metric(f"val/{term}", row[f"val_{term}"], plot=True)

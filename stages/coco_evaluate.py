@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from cvae.evaluation import (
     reconstruction_metrics,
 )
 from cvae.fid import FID
-from cvae.io import check_writable, write_json
+from cvae.io import check_writable, write_record
 from cvae.longtext import LongTextData, load_longtext
 from cvae.params import (
     FID_PROTOCOL_N,  # below it, FID is biased upward
@@ -220,6 +221,9 @@ def main(
     image_emb: Path = typer.Option(..., help="image embeddings parquet"),
     model: Path = typer.Option(..., help="model .safetensors from coco_train"),
     metrics: Path = typer.Option(..., help="output metrics JSON"),
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: the non-numeric facts")
+    ] = None,
     recon_grid: Path = typer.Option(..., help="output reconstruction grid PNG"),
     gen_grid: Path = typer.Option(..., help="output generation grid PNG (row/prompt)"),
     fid_weights: Path = typer.Option(
@@ -232,7 +236,7 @@ def main(
     m = evaluate_coco(
         p, shards, text_emb, image_emb, model, recon_grid, gen_grid, fid_weights
     )
-    write_json(metrics, m)
+    write_record(metrics, info, m)
     fid = (
         f", FID recon {m['fid_recon']:.1f} gen {m['fid_generate']:.1f} (n={m['fid_n']})"
         if m.get("fid_recon") is not None

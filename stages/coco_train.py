@@ -8,6 +8,7 @@ conditions are the embed stage's Parquet vectors.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import typer
@@ -24,7 +25,7 @@ from cvae.params import Params, load_params
 from cvae.shards import shard_index
 from cvae.stream import ShardStream, id_lookup
 from cvae.train import Trainer, fingerprint, run_fields
-from stages._common import stage_main
+from stages._common import stage_main, write_live
 
 
 def model_params(params: Params, cond_dim: int) -> dict:
@@ -110,7 +111,7 @@ def train_coco(
         return hist  # rank 0 writes the model
     clip = {
         k: clip_meta.get(k)
-        for k in ("model", "pretrained", "random_init", "seed", "normalize")
+        for k in ("model", "pretrained", "random_init", "seed", "normalize", "sha256")
     }
     info = {
         "condition": "clip",
@@ -134,13 +135,18 @@ def main(
     model_out: Path = typer.Option(..., help="output model .safetensors"),
     history: Path = typer.Option(..., help="per-epoch metrics JSON (DVC plot)"),
     state: Path = typer.Option(..., help="resume state file (kept only while running)"),
+    live: Annotated[
+        Path | None, typer.Option(help="DVCLive folder: per-epoch loss and ELBO terms")
+    ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(model_out, history, state)  # before any work
+    check_writable(model_out, history, state, *([live] if live else []))  # first
     p = load_params(params)
     hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
     if not distributed.info_from_env().is_main:
         return
+    if live is not None:
+        write_live(live, hist)
     print(
         f"coco_train: size {p.size} {p.conditioning} on {p.condition_on}, "
         f"{len(hist)} epochs -> {model_out}"

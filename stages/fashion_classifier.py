@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import typer
@@ -15,9 +15,9 @@ from cvae.classifier import (
     save_classifier,
     train_classifier,
 )
-from cvae.io import check_writable, write_json
+from cvae.io import check_writable, write_record
 from cvae.params import ClassifierParams, load_params
-from cvae.text import CLASS_NAMES
+from cvae.text import CLASS_NAMES, by_class
 from stages._common import stage_main
 
 
@@ -41,11 +41,11 @@ def train_fashion_classifier(
     save_classifier(model_out, model, info)
     return {
         "test_accuracy": test_acc,
-        "test_per_class": per_class_accuracy(model, test_images, test_labels),
+        "test_per_class": by_class(per_class_accuracy(model, test_images, test_labels)),
         "n_train": len(images),
         "n_test": len(test_images),
         "epochs": cfg.epochs,
-        "train_seconds": round(sum(row["seconds"] for row in history), 1),
+        "train_seconds": f"{sum(row['seconds'] for row in history):.1f}",  # info
         "final_loss": history[-1]["loss"] if history else None,
     }
 
@@ -55,12 +55,15 @@ def main(
     data: Path = typer.Option(..., help="dataset .npz from fashion_data"),
     model_out: Path = typer.Option(..., help="output classifier .safetensors"),
     metrics: Path = typer.Option(..., help="output metrics JSON (test accuracy)"),
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: the non-numeric facts")
+    ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(model_out, metrics)  # before any work
     cfg = load_params(params).fashion.classifier
     m = train_fashion_classifier(cfg, data, model_out)
-    write_json(metrics, m)
+    write_record(metrics, info, m)
     print(
         f"fashion_classifier: test accuracy {m['test_accuracy']:.4f} on "
         f"{m['n_test']} images after {m['epochs']} epochs -> {model_out}"

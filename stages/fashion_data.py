@@ -10,6 +10,7 @@ import typer
 from cvae import fashion
 from cvae.io import check_writable, write_json
 from cvae.params import FashionData, load_params
+from cvae.text import by_class
 from stages._common import stage_main
 
 
@@ -25,8 +26,8 @@ def build_dataset(params: FashionData, out: Path) -> dict:
     return {
         "train": len(xtr),
         "test": len(xte),
-        "train_per_class": np.bincount(ytr, minlength=10).tolist(),
-        "test_per_class": np.bincount(yte, minlength=10).tolist(),
+        "train_per_class": by_class(np.bincount(ytr, minlength=10).tolist()),
+        "test_per_class": by_class(np.bincount(yte, minlength=10).tolist()),
     }
 
 

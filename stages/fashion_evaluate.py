@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import typer
@@ -19,9 +20,10 @@ from cvae.evaluation import (
     reconstruction_metrics,
 )
 from cvae.fid import FID
-from cvae.io import check_writable, write_json
+from cvae.io import check_writable, write_record
 from cvae.params import FashionEvaluate, FidParams, load_params
 from cvae.sampling import save_grid
+from cvae.text import by_class
 from cvae.train import to_float_images
 from stages._common import stage_main
 from stages.fashion_fid_ref import load_reference
@@ -71,14 +73,11 @@ def evaluate_fashion(
         }
     )
     if classifier is not None:  # does a generation show the requested class?
-        metrics.update(
-            conditioning_metrics(
-                model,
-                classifier,
-                n_per_class=params.cond_n_per_class,
-                seed=params.seed,
-            )
+        cond = conditioning_metrics(
+            model, classifier, n_per_class=params.cond_n_per_class, seed=params.seed
         )
+        cond["cond_accuracy_per_class"] = by_class(cond["cond_accuracy_per_class"])
+        metrics.update(cond)
     if n_fid:
         fid = FID(
             fid_weights,
@@ -115,6 +114,9 @@ def main(
     data: Path = typer.Option(..., help="dataset .npz from fashion_data"),
     model: Path = typer.Option(..., help="model .safetensors from fashion_train"),
     metrics: Path = typer.Option(..., help="output metrics JSON"),
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: the non-numeric facts")
+    ] = None,
     recon_grid: Path = typer.Option(..., help="output reconstruction grid PNG"),
     gen_grid: Path = typer.Option(..., help="output per-class generation grid PNG"),
     fid_weights: Path = typer.Option(None, help="Inception weights (fid_weights)"),
@@ -135,7 +137,7 @@ def main(
         fid_ref=fid_ref,
         classifier=classifier,
     )
-    write_json(metrics, m)
+    write_record(metrics, info, m)
     fid = (
         f", FID recon {m['fid_recon']:.2f} gen {m['fid_generate']:.2f}"
         if (m["fid_recon"] is not None)

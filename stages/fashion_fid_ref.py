@@ -9,6 +9,7 @@ the FID a perfect model would get with this code and sample size. Protocol:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from cvae import fashion
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.fid import FID
-from cvae.io import atomic_path, check_writable, write_json
+from cvae.io import atomic_path, check_writable, write_record
 from cvae.params import FID_PROTOCOL_N as MIN_SAMPLES
 from cvae.params import FidParams, load_params
 from stages._common import stage_main
@@ -73,11 +74,14 @@ def main(
     weights: Path = typer.Option(..., help="Inception weights from fid_weights"),
     out: Path = typer.Option(..., help="output reference statistics .npz"),
     metrics: Path = typer.Option(..., help="output JSON with the real-vs-real floor"),
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: the non-numeric facts")
+    ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(out, metrics)  # before any work
     m = fid_reference(load_params(params).fashion.fid, data, weights, out)
-    write_json(metrics, m)
+    write_record(metrics, info, m)
     if m["n"] == 0:
         print("fashion_fid_ref: FID off (fashion.fid.samples: 0)")
         return

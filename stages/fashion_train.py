@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import typer
@@ -15,7 +16,7 @@ from cvae.models import build_model
 from cvae.params import Fashion, FashionModels, load_params
 from cvae.text import CLASS_NAMES
 from cvae.train import Trainer, fingerprint, run_fields
-from stages._common import stage_main
+from stages._common import stage_main, write_live
 
 
 def train_fashion(
@@ -71,9 +72,12 @@ def main(
     model_out: Path = typer.Option(..., help="output model .safetensors"),
     history: Path = typer.Option(..., help="per-epoch metrics JSON (DVC plot)"),
     state: Path = typer.Option(..., help="resume state file (kept only while running)"),
+    live: Annotated[
+        Path | None, typer.Option(help="DVCLive folder: per-epoch loss and ELBO terms")
+    ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(model_out, history, state)  # before any work
+    check_writable(model_out, history, state, *([live] if live else []))  # first
     if arch not in FashionModels.model_fields:
         raise CVAEError(
             f"--arch {arch!r}: use one of {list(FashionModels.model_fields)}"
@@ -82,6 +86,8 @@ def main(
     hist = train_fashion(arch, p, data, model_out, history, state)
     if not distributed.info_from_env().is_main:
         return
+    if live is not None:
+        write_live(live, hist)
     last = hist[-1] if hist else {}
     print(f"fashion_train[{arch}]: {len(hist)} epochs, last {last} -> {model_out}")
 

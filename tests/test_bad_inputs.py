@@ -44,9 +44,11 @@ from stages import (
     coco_train,
     fashion_evaluate,
     fashion_train,
-    shard,
 )
-from stages import filter as filter_stage
+from stages import coco_filter as filter_stage
+from stages import (
+    coco_shard as shard,
+)
 
 DROP = object()  # a case value meaning "delete this key"
 

@@ -204,8 +204,8 @@ def test_embeddings_parquet_round_trip(tmp_path: Path) -> None:
     reason=f"real COCO sample absent at {SAMPLE} (see shared/data/README.md)",
 )
 def test_embed_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from stages.embed import main
-    from stages.filter import main as filter_main
+    from stages.coco_embed import main
+    from stages.coco_filter import main as filter_main
 
     full, _ = filter_coco(
         SAMPLE / "captions.json", None, DEFAULT_KEYWORDS, val_fraction=0.1, seed=0
@@ -248,12 +248,14 @@ def test_embed_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
         text_out=text_out,
         image_out=image_out,
         metrics=metrics,
+        info=tmp_path / "embed_info.json",
         params=params,
     )
     assert "embed: 20 captions" in capsys.readouterr().out
     m = json.loads(metrics.read_text())
     assert m["n_captions"] == 20 and m["n_images"] == 4 and m["dim"] == 256
-    assert m["n_sentences"] >= 20 and m["random_init"] is True and "WARNING" in m
+    info = json.loads((tmp_path / "embed_info.json").read_text())
+    assert m["n_sentences"] >= 20 and info["random_init"] is True and "WARNING" in info
 
     text = pq.read_table(text_out).to_pylist()
     assert [(r["image_id"], r["caption_index"]) for r in text] == [

@@ -240,7 +240,7 @@ def _write_params(path: Path, **filter_params: object) -> Path:
 
 @needs_sample
 def test_filter_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from stages.filter import main
+    from stages.coco_filter import main
 
     full, _ = filter_coco(
         SAMPLE / "captions.json", None, DEFAULT_KEYWORDS, val_fraction=0.1, seed=0

@@ -15,7 +15,10 @@ from cvae.checkpoint import load_model
 from cvae.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
 from cvae.longtext import CaptionChoice, load_longtext
 from cvae_cli.main import app
-from stages import coco_evaluate, coco_train, embed, filter, shard
+from stages import coco_embed as embed
+from stages import coco_evaluate, coco_train
+from stages import coco_filter as filter
+from stages import coco_shard as shard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,9 +86,10 @@ def test_long_text_end_to_end(
         text_out=d / "text.parquet",
         image_out=d / "image.parquet",
         metrics=m / "embed.json",
+        info=m / "embed.info.json",
         params=params,
     )
-    assert json.loads((m / "embed.json").read_text())["random_init"] is True
+    assert json.loads((m / "embed.info.json").read_text())["random_init"] is True
 
     coco_train.main(
         shards=d / "shards",
@@ -112,22 +116,27 @@ def test_long_text_end_to_end(
         image_emb=d / "image.parquet",
         model=d / "model.safetensors",
         metrics=m / "coco.json",
+        info=m / "coco.info.json",
         recon_grid=tmp_path / "r.png",
         gen_grid=tmp_path / "g.png",
         fid_weights=weights,
         params=params,
     )
     res = json.loads((m / "coco.json").read_text())
+    info = json.loads((m / "coco.info.json").read_text())
+    assert all(  # a DVC metrics file: numbers only
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in res.values()
+    )
     assert res["n"] >= 1 and 0 < res["mse"] < 64 * 64 * 3 and -1 <= res["ssim"] <= 1
-    assert res["clip_random_init"] is True and "WARNING" in res
-    assert "RANDOM" in res["clip_score_caveat"] and res["clip_score_n"] == res["n"]
+    assert info["clip_random_init"] is True and "WARNING" in info
+    assert "RANDOM" in info["clip_score_caveat"] and res["clip_score_n"] == res["n"]
     for k in ("prompts", "generated", "recon", "real"):
         assert 0 <= res[f"clip_score_{k}"] <= 100
     if with_fid:
-        assert res["fid_n"] == res["n"] and "biased" in res["fid_note"]
+        assert res["fid_n"] == res["n"] and "biased" in info["fid_note"]
         assert res["fid_recon"] > 0 and res["fid_generate"] > 0
     else:
-        assert res["fid_recon"] is None and res["fid_generate"] is None
+        assert "fid_recon" not in res and info["fid_recon"] is None  # off, not faked
     assert Image.open(tmp_path / "g.png").size == (4 * 66 + 2, 2 * 66 + 2)
 
     out = tmp_path / "cows.png"

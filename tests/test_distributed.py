@@ -87,7 +87,9 @@ def test_two_ranks_equal_one_process_with_twice_the_batch(
 @pytest.fixture(scope="module")
 def many_shards(coco_sample: Path, tmp_path_factory: pytest.TempPathFactory):
     """Real COCO sample images in 4-image shards, embedded with random CLIP."""
-    from stages import embed, filter, shard
+    from stages import coco_embed as embed
+    from stages import coco_filter as filter
+    from stages import coco_shard as shard
 
     tmp = tmp_path_factory.mktemp("ddp-coco")
     stream = {"loader": "stream", "num_workers": 1}
@@ -162,7 +164,7 @@ def test_coco_train_under_torchrun_streams_split_shards(many_shards) -> None:
     assert len(hist) == 2 and all(h["world_size"] == 2 for h in hist)
     # equal full batches per rank: steps = n // (ranks * batch), all ranks counted
     per_epoch = (n_train // (2 * 4)) * 2 * 4
-    assert all(h["images_per_s"] > 0 for h in hist)
+    assert all("images_per_s" not in h for h in hist)  # timings go to the log
     assert hist[0]["loss"] > 0 and "val_loss" in hist[0]
     model, meta = load_model(out)
     assert meta["info"]["n_train"] == n_train and per_epoch > 0

@@ -52,7 +52,8 @@ def test_dvc_repro_fashion(repo: Path) -> None:
     _run(["dvc", "repro", "fashion_evaluate@fc", "fashion_evaluate@conv"], repo)
     for arch in ("fc", "conv"):
         m = json.loads((repo / "metrics" / f"fashion_{arch}.json").read_text())
-        assert m["n"] == 256 and m["arch"] == arch
+        info = json.loads((repo / "info" / f"fashion_{arch}.json").read_text())
+        assert m["n"] == 256 and info["arch"] == arch
         # Real FIDs from the offline Inception, against the real-vs-real floor.
         assert m["fid_n"] == 100 and m["fid_recon"] > m["fid_floor"] > 0
         assert m["fid_generate"] > 0

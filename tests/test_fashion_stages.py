@@ -56,10 +56,13 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
         fid_weights=None,
         fid_ref=None,
         classifier=clf,
+        info=tmp_path / "info.json",
         params=params_file,
     )
     m = json.loads(metrics.read_text())
-    assert m["n"] == 256 and m["arch"] == arch and m["fid_recon"] is None
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert m["n"] == 256 and info["arch"] == arch and info["fid_recon"] is None
+    assert "fid_recon" not in m and -1 <= m["ssim_valid"] <= 1
     assert 0 <= m["cond_accuracy"] <= 1 and len(m["cond_accuracy_per_class"]) == 10
     assert 0 < m["mse"] < 784 and -1 <= m["ssim"] <= 1
     assert Image.open(tmp_path / "g.png").size == (10 * 30 + 2, 10 * 30 + 2)

@@ -28,6 +28,7 @@ from cvae.fid import (
     frechet_distance,
     to_uint8_rgb,
 )
+from cvae.io import file_digest
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 COCO_IMAGES = DATA / "coco-sample" / "images"
@@ -69,12 +70,13 @@ def fid_real(fid_weights: tuple[Path, Path], coco: torch.Tensor) -> FID:
 
 def test_stage_report(fid_weights: tuple[Path, Path]) -> None:
     out, report = fid_weights
-    info = json.loads(report.read_text())
-    assert info["n_layers"] == fid_mod.N_CONV_LAYERS == 94
+    numbers = json.loads(report.read_text())
+    info = json.loads(report.with_name("fid_weights.info.json").read_text())
+    assert numbers["n_layers"] == fid_mod.N_CONV_LAYERS == 94
     assert info["source_sha1"] == fid_mod.FID_HELPER_SHA1
-    assert info["sha256"] == fid_mod._file_digest(out, "sha256")
-    assert info["bytes"] == out.stat().st_size
-    assert info["check_max_abs_diff"] < 1e-4
+    assert info["sha256"] == file_digest(out)
+    assert numbers["bytes"] == out.stat().st_size
+    assert numbers["check_max_abs_diff"] < 1e-4
     state = torch.load(out, map_location="cpu", weights_only=True)
     assert not state["fc.weight"].any() and not state["fc.bias"].any()
     assert (state["Mixed_7c.branch_pool.bn.weight"] == 1).all()
@@ -86,7 +88,8 @@ def test_conversion_is_deterministic(
     info = fid_mod.convert_inception_weights(
         find_fid_helper_weights(), tmp_path / "again.pth"
     )
-    assert info["sha256"] == json.loads(fid_weights[1].read_text())["sha256"]
+    report = fid_weights[1].with_name("fid_weights.info.json")
+    assert info["sha256"] == json.loads(report.read_text())["sha256"]
 
 
 @needs_coco

@@ -58,14 +58,18 @@ from cvae.coco import (
 from cvae.shards import load_shards
 from cvae_cli.main import app
 from stages import (
+    coco_embed as embed,
+)
+from stages import (
     coco_evaluate,
     coco_train,
-    embed,
     fashion_evaluate,
     fashion_train,
-    shard,
 )
-from stages import filter as filter_stage
+from stages import coco_filter as filter_stage
+from stages import (
+    coco_shard as shard,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = conftest.repo_params()
@@ -343,12 +347,14 @@ def test_shard_stage_counts_corrupt_and_converts_modes(coco, tmp_path, capsys) -
         images=images,
         out=tmp_path / "s",
         metrics=tmp_path / "s.json",
+        info=tmp_path / "s.info.json",
         params=coco.params(),
     )
     assert "skipped 2 corrupt / 1 missing" in capsys.readouterr().out
     stats = json.loads((tmp_path / "s.json").read_text())
-    assert stats["written"] == 3 and stats["skipped_corrupt_ids"] == [2, 3]
-    assert stats["skipped_missing_ids"] == [6]
+    info = json.loads((tmp_path / "s.info.json").read_text())
+    assert stats["written"] == 3 and info["skipped_corrupt_ids"] == [2, 3]
+    assert info["skipped_missing_ids"] == [6]
     ids, pixels, _ = load_shards(tmp_path / "s")
     assert ids.tolist() == [1, 4, 5] and pixels.shape == (3, 64, 64, 3)
     gray = pixels[1].astype(int)

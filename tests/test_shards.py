@@ -190,7 +190,7 @@ def test_bad_arguments(tmp_path: Path, images: Path) -> None:
 def test_shard_stage_main(
     tmp_path: Path, images: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from stages.shard import main
+    from stages.coco_shard import main
 
     ids = sorted(int(p.stem) for p in images.iterdir())
     write_manifest(tmp_path / "manifest.parquet", _manifest(ids))
@@ -202,6 +202,7 @@ def test_shard_stage_main(
         images=images,
         out=out,
         metrics=metrics,
+        info=tmp_path / "shard.info.json",
         params=params,
     )
     main(**kwargs)
@@ -209,7 +210,9 @@ def test_shard_stage_main(
         "shard: wrote 8 images at 64px (png) into 2 shards" in capsys.readouterr().out
     )
     m = json.loads(metrics.read_text())
-    assert m["written"] == 8 and m["shards"] == ["shard-000000.tar", "shard-000001.tar"]
+    info = json.loads((tmp_path / "shard.info.json").read_text())
+    assert m["written"] == 8
+    assert info["shards"] == ["shard-000000.tar", "shard-000001.tar"]
     assert load_shards(out)[1].shape == (8, 64, 64, 3)
 
     write_params(params, {"size": 100, "shard": shard})

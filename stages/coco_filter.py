@@ -1,8 +1,9 @@
-"""Stage filter: COCO captions -> manifest of the images matching keyword sets.
+"""Stage coco_filter: COCO captions -> manifest of the images matching keyword sets.
 
-    python -m stages.filter --captions data/coco/annotations/captions_train2017.json \
+    python -m stages.coco_filter \
+        --captions data/coco/annotations/captions_train2017.json \
         --images data/coco/train2017 --out data/coco/manifest.parquet \
-        --metrics metrics/filter.json
+        --metrics metrics/coco_filter.json --info info/coco_filter.json
 
 Params (section ``filter``): keywords {name: [words]}, subsets [names to keep],
 val_fraction, seed.
@@ -15,13 +16,18 @@ import typer
 
 from cvae.coco import filter_coco, write_manifest
 from cvae.errors import CVAEError
-from cvae.io import check_writable, write_json
+from cvae.io import check_writable, write_record
 from cvae.params import FilterParams, load_params
 from stages._common import stage_main
 
 
 def run_filter(
-    captions: Path, images: Path | None, out: Path, metrics: Path, p: FilterParams
+    captions: Path,
+    images: Path | None,
+    out: Path,
+    metrics: Path,
+    p: FilterParams,
+    info: Path | None = None,
 ) -> dict[str, Any]:
     """Filter the captions file, write the manifest and the counts; return counts."""
     keyword_sets = {name: p.keywords[name] for name in p.subsets}
@@ -35,7 +41,7 @@ def run_filter(
             "filter.keywords or check --images"
         )
     write_manifest(out, table)
-    write_json(metrics, counts)
+    write_record(metrics, info, counts)
     return counts
 
 
@@ -45,6 +51,9 @@ def main(
     captions: Annotated[Path, typer.Option(help="COCO captions_*.json")],
     out: Annotated[Path, typer.Option(help="manifest parquet to write")],
     metrics: Annotated[Path, typer.Option(help="counts JSON to write")],
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: the non-numeric facts")
+    ] = None,
     images: Annotated[
         Path | None, typer.Option(help="image folder; omit to only count")
     ] = None,
@@ -52,7 +61,9 @@ def main(
 ) -> None:
     """Keep the COCO images whose captions match the filter keyword sets."""
     check_writable(out, metrics)  # before any work
-    counts = run_filter(captions, images, out, metrics, load_params(params).filter)
+    counts = run_filter(
+        captions, images, out, metrics, load_params(params).filter, info
+    )
     per_subset = ", ".join(f"{k} {v}" for k, v in counts["subsets"].items())
     print(
         f"filter: kept {counts['kept']}/{counts['images_in_file']} images "

@@ -1,6 +1,6 @@
-"""Stage shard: manifest + COCO images -> size x size WebDataset shards.
+"""Stage coco_shard: manifest + COCO images -> size x size WebDataset shards.
 
-    python -m stages.shard --manifest data/coco/manifest.parquet \
+    python -m stages.coco_shard --manifest data/coco/manifest.parquet \
         --images data/coco/train2017 --out data/coco/shards \
         --metrics metrics/shard.json
 
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cvae.coco import read_manifest
-from cvae.io import check_writable, write_json
+from cvae.io import check_writable, write_record
 from cvae.params import ShardParams, load_params
 from cvae.shards import write_shards
 from stages._common import stage_main
@@ -27,6 +27,7 @@ def run_shard(
     metrics: Path,
     size: int,
     p: ShardParams,
+    info: Path | None = None,
 ) -> dict[str, Any]:
     """Write the shards and the stats JSON; return the stats."""
     stats = write_shards(
@@ -39,7 +40,7 @@ def run_shard(
         progress=True,
         workers=p.workers,
     )
-    write_json(metrics, stats)
+    write_record(metrics, info, stats)
     return stats
 
 
@@ -50,12 +51,15 @@ def main(
     images: Annotated[Path, typer.Option(help="folder holding the images")],
     out: Annotated[Path, typer.Option(help="shard folder to (re)write")],
     metrics: Annotated[Path, typer.Option(help="stats JSON to write")],
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: the non-numeric facts")
+    ] = None,
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Center-crop, resize and pack the manifest's images into tar shards."""
     check_writable(out, metrics)  # before any work
     p = load_params(params)
-    stats = run_shard(manifest, images, out, metrics, p.size, p.shard)
+    stats = run_shard(manifest, images, out, metrics, p.size, p.shard, info)
     print(
         f"shard: wrote {stats['written']} images at {stats['size']}px "
         f"({stats['image_format']}) into {len(stats['shards'])} shards, skipped "

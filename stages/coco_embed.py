@@ -1,6 +1,6 @@
-"""Stage embed: manifest captions and original images -> CLIP embeddings.
+"""Stage coco_embed: manifest captions and original images -> CLIP embeddings.
 
-    python -m stages.embed --manifest data/coco/manifest.parquet \
+    python -m stages.coco_embed --manifest data/coco/manifest.parquet \
         --images data/coco/train2017 --text-out data/coco/text_emb.parquet \
         --image-out data/coco/image_emb.parquet --metrics metrics/embed.json
 
@@ -24,7 +24,7 @@ from cvae.clip import (
 )
 from cvae.coco import read_manifest
 from cvae.errors import CVAEError
-from cvae.io import check_writable, write_json
+from cvae.io import check_writable, write_record
 from cvae.params import EmbedParams, load_params
 from cvae.shards import ImageReadError, load_rgb
 from stages._common import stage_main
@@ -37,6 +37,7 @@ def run_embed(
     image_out: Path,
     metrics: Path,
     p: EmbedParams,
+    info: Path | None = None,
 ) -> dict[str, Any]:
     """Embed every caption (sentence mean) and every image; write both parquets.
 
@@ -108,7 +109,7 @@ def run_embed(
     }
     if encoder.random_init:
         stats["WARNING"] = RANDOM_INIT_WARNING
-    write_json(metrics, stats)
+    write_record(metrics, info, stats)
     return stats
 
 
@@ -120,12 +121,15 @@ def main(
     text_out: Annotated[Path, typer.Option(help="caption embeddings parquet")],
     image_out: Annotated[Path, typer.Option(help="image embeddings parquet")],
     metrics: Annotated[Path, typer.Option(help="stats JSON to write")],
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: the non-numeric facts")
+    ] = None,
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Embed the manifest's captions and images with CLIP."""
     check_writable(text_out, image_out, metrics)  # before any work
     stats = run_embed(
-        manifest, images, text_out, image_out, metrics, load_params(params).embed
+        manifest, images, text_out, image_out, metrics, load_params(params).embed, info
     )
     warn = " [RANDOM CLIP WEIGHTS]" if stats["random_init"] else ""
     print(

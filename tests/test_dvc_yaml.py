@@ -1,0 +1,103 @@
+"""dvc.yaml as a contract: exact code deps, stage name = file name, a desc per
+stage, models declared as artifacts, metrics files that hold numbers only."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.sync_deps import code_closure, diff, stage_module
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = DVC["stages"]
+
+
+def test_every_stage_depends_on_exactly_the_code_it_runs() -> None:
+    assert diff(ROOT) == {}, "run `python scripts/sync_deps.py`"
+
+
+def test_code_closure_follows_imports_transitively() -> None:
+    files = code_closure(ROOT, "stages.fashion_train")
+    assert "stages/fashion_train.py" in files and "cvae/train.py" in files
+    assert "cvae/params.py" in files and "cvae/losses.py" in files  # via train.py
+    assert "stages/coco_train.py" not in files
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_runs_its_own_module_and_says_what_it_does(name: str) -> None:
+    stage = STAGES[name]
+    assert stage_module(stage["cmd"]) == f"stages.{name}"
+    assert (ROOT / "stages" / f"{name}.py").is_file()
+    assert len(stage.get("desc", "")) > 20
+    if name != "check_params":  # every other stage waits for the params check
+        assert "data/params.ok" in stage["deps"]
+
+
+def test_models_are_artifacts() -> None:
+    outs = {
+        next(iter(o)) if isinstance(o, dict) else o
+        for st in STAGES.values()
+        for o in st.get("outs", [])
+    }
+    arts = DVC["artifacts"]
+    for path in (
+        "data/fashion/${item.arch}/model.safetensors",
+        "data/coco/model.safetensors",
+        "data/fashion/classifier.safetensors",
+    ):
+        assert path in outs
+    for art in arts.values():
+        assert art["type"] == "model"
+        path = art["path"]
+        assert (
+            path in outs
+            or path.replace("fc", "${item.arch}").replace("conv", "${item.arch}")
+            in outs
+        )
+    assert {"fashion-fc", "fashion-conv", "coco"} <= set(arts)
+
+
+def _metrics_files() -> list[Path]:
+    files = []
+    for name, st in STAGES.items():
+        for entry in st.get("metrics", []):
+            path = next(iter(entry)) if isinstance(entry, dict) else entry
+            if "${item." in path:
+                for arch in st["matrix"]["arch"]:
+                    files.append(ROOT / path.replace("${item.arch}", arch))
+            else:
+                files.append(ROOT / path)
+    return files
+
+
+def test_metrics_files_hold_numbers_only() -> None:
+    """Every value of every declared metrics file (as committed) is a number:
+    strings, flags, lists, nulls and timings live in the info files."""
+    files = [f for f in _metrics_files() if f.is_file()]
+    assert len(files) >= 10, "run `dvc repro` first"
+    bad = []
+
+    def walk(value, where: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            bad.append(f"{where}={value!r}")
+        elif re.search(r"seconds|per_s\b|time", where):
+            bad.append(f"{where} (a timing)")
+
+    for f in files:
+        walk(json.loads(f.read_text()), str(f.relative_to(ROOT)))
+    assert not bad, bad
+
+
+def test_plots_are_titled_and_come_from_dvclive() -> None:
+    for entry in DVC["plots"]:
+        ((name, plot),) = entry.items()
+        assert plot["title"] and plot["x_label"] == "epoch" and plot["y_label"]
+        assert all(p.startswith("dvclive/") for p in plot["y"])
