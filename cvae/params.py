@@ -242,6 +242,7 @@ class Coco(Section):
 
 # ------------------------------------------------------------------- root ----
 class Params(Section):
+    cpu_threads: Pos  # torch CPU threads: reductions split by thread (bytes differ)
     fashion: Fashion
     size: Annotated[int, AfterValidator(_size)]  # COCO image side
     conditioning: Conditioning  # COCO: how the CLIP vector joins features and z

@@ -80,10 +80,68 @@ def image_format(path: str | os.PathLike) -> str:
     return IMAGE_FORMATS[ext]
 
 
-def save_grid(images: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8) -> None:
+GRID_PADDING = 2  # pixels between tiles (white)
+LABEL_FONT_SIZE = 11  # Pillow's bundled font: the same pixels on every machine
+
+
+def save_grid(
+    images: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    nrow: int = 8,
+    row_labels: list[str] | None = None,
+    label_width: int = 0,
+) -> None:
     """Write images (N, C, H, W) in [0, 1] as one grid, atomically, in the format
-    the extension names (.png, .jpg/.jpeg, .webp)."""
+    the extension names (.png, .jpg/.jpeg, .webp).
+
+    ``row_labels``: one text per grid row (class names, prompts, "original"),
+    written word-wrapped in a white column ``label_width`` pixels wide on the left.
+    """
     fmt = image_format(path)
-    grid = make_grid(images.clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    grid = make_grid(images.clamp(0, 1), nrow=nrow, padding=GRID_PADDING, pad_value=1.0)
+    if row_labels is None:
+        with atomic_path(path) as tmp:
+            save_image(grid, tmp, format=fmt)
+        return
+    tile = images.shape[-2]  # tile height
+    picture = labelled(to_pil(grid), row_labels, tile=tile, width=label_width)
     with atomic_path(path) as tmp:
-        save_image(grid, tmp, format=fmt)
+        picture.save(tmp, format=fmt)
+
+
+def to_pil(grid: torch.Tensor):
+    """(C, H, W) in [0, 1] -> PIL RGB, rounded as torchvision's save_image does."""
+    from PIL import Image
+
+    arr = grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0)
+    return Image.fromarray(arr.to("cpu", torch.uint8).numpy()).convert("RGB")
+
+
+def labelled(picture, labels: list[str], *, tile: int, width: int):
+    """``picture`` (a grid of rows ``tile`` px high) with ``labels`` in a column
+    on its left, one per row, word-wrapped to ``width`` and clipped to the row."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=LABEL_FONT_SIZE)
+    out = Image.new("RGB", (width + picture.width, picture.height), "white")
+    out.paste(picture, (width, 0))
+    draw = ImageDraw.Draw(out)
+    line_h = LABEL_FONT_SIZE + 1
+    for row, text in enumerate(labels):
+        top = GRID_PADDING + row * (tile + GRID_PADDING)
+        lines = wrap(text, font, width - 2 * GRID_PADDING)[: max(1, tile // line_h)]
+        for i, line in enumerate(lines):
+            draw.text((GRID_PADDING, top + i * line_h), line, fill="black", font=font)
+    return out
+
+
+def wrap(text: str, font, width: int) -> list[str]:
+    """Greedy word wrap of ``text`` to lines at most ``width`` pixels wide."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines

@@ -14,8 +14,20 @@ from typing import Any
 
 from cvae.errors import CVAEError
 from cvae.io import atomic_dir
+from cvae.params import Params, load_params
 
 ELBO_TERMS = ("loss", "recon", "kl")  # negative ELBO per image, its two terms
+
+
+def load(path: Path) -> Params:
+    """The validated params of a stage, with torch's CPU threads set to
+    ``cpu_threads``: reductions are split by thread, so the count is part of
+    the result (and a param DVC tracks), not a property of the machine."""
+    import torch
+
+    p = load_params(path)
+    torch.set_num_threads(p.cpu_threads)
+    return p
 
 
 def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:

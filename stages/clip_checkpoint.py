@@ -18,8 +18,7 @@ import typer
 
 from cvae.clip import checkpoint_identity
 from cvae.io import check_writable, write_json
-from cvae.params import load_params
-from stages._common import stage_main
+from stages._common import load, stage_main
 
 
 @stage_main
@@ -29,7 +28,7 @@ def main(
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Write the CLIP weights' identity; leave the file untouched if unchanged."""
-    embed = load_params(params).embed
+    embed = load(params).embed
     check_writable(out)
     ident = checkpoint_identity(embed.model, embed.pretrained)
     try:

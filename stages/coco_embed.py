@@ -25,9 +25,9 @@ from cvae.clip import (
 from cvae.coco import read_manifest
 from cvae.errors import CVAEError
 from cvae.io import check_writable, write_record
-from cvae.params import EmbedParams, load_params
+from cvae.params import EmbedParams
 from cvae.shards import ImageReadError, load_rgb
-from stages._common import stage_main
+from stages._common import load, stage_main
 
 
 def run_embed(
@@ -129,7 +129,7 @@ def main(
     """Embed the manifest's captions and images with CLIP."""
     check_writable(text_out, image_out, metrics)  # before any work
     stats = run_embed(
-        manifest, images, text_out, image_out, metrics, load_params(params).embed, info
+        manifest, images, text_out, image_out, metrics, load(params).embed, info
     )
     warn = " [RANDOM CLIP WEIGHTS]" if stats["random_init"] else ""
     print(

@@ -31,11 +31,10 @@ from cvae.longtext import LongTextData, load_longtext
 from cvae.params import (
     FID_PROTOCOL_N,  # below it, FID is biased upward
     CocoEvaluate,
-    load_params,
 )
 from cvae.sampling import generate_for, save_grid
 from cvae.train import to_float_images
-from stages._common import stage_main
+from stages._common import load, stage_main
 
 CLIP_SCORE_CAVEAT = (
     "CLIP score with RANDOM CLIP weights measures nothing semantic: compare it "
@@ -105,6 +104,9 @@ def coco_fid(
             "compare it only between runs on the same held-out set"
         )
     return out
+
+
+LABELS_PX = 160  # width of the grids' label column (prompts, word-wrapped)
 
 
 def evaluate_coco(
@@ -191,9 +193,13 @@ def evaluate_coco(
         metrics["fid_recon"] = metrics["fid_generate"] = None  # off; never faked
     originals = to_float_images(val.images[: nrow * 2])
     save_grid(
-        comparison_grid(originals, recons[: nrow * 2], nrow), recon_grid, nrow=nrow
+        comparison_grid(originals, recons[: nrow * 2], nrow),
+        recon_grid,
+        nrow=nrow,
+        row_labels=["original", "reconstructed"] * (len(originals) // nrow),
+        label_width=LABELS_PX,
     )
-    save_grid(gen, gen_grid, nrow=nrow)
+    save_grid(gen, gen_grid, nrow=nrow, row_labels=prompts, label_width=LABELS_PX)
     metrics.update(
         {
             "size": meta["config"]["image_size"],
@@ -232,7 +238,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(metrics, recon_grid, gen_grid)  # before any work
-    p = load_params(params).coco.evaluate
+    p = load(params).coco.evaluate
     m = evaluate_coco(
         p, shards, text_emb, image_emb, model, recon_grid, gen_grid, fid_weights
     )

@@ -17,8 +17,8 @@ import typer
 from cvae.coco import filter_coco, write_manifest
 from cvae.errors import CVAEError
 from cvae.io import check_writable, write_record
-from cvae.params import FilterParams, load_params
-from stages._common import stage_main
+from cvae.params import FilterParams
+from stages._common import load, stage_main
 
 
 def run_filter(
@@ -61,9 +61,7 @@ def main(
 ) -> None:
     """Keep the COCO images whose captions match the filter keyword sets."""
     check_writable(out, metrics)  # before any work
-    counts = run_filter(
-        captions, images, out, metrics, load_params(params).filter, info
-    )
+    counts = run_filter(captions, images, out, metrics, load(params).filter, info)
     per_subset = ", ".join(f"{k} {v}" for k, v in counts["subsets"].items())
     print(
         f"filter: kept {counts['kept']}/{counts['images_in_file']} images "

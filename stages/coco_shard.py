@@ -15,9 +15,9 @@ import typer
 
 from cvae.coco import read_manifest
 from cvae.io import check_writable, write_record
-from cvae.params import ShardParams, load_params
+from cvae.params import ShardParams
 from cvae.shards import write_shards
-from stages._common import stage_main
+from stages._common import load, stage_main
 
 
 def run_shard(
@@ -58,7 +58,7 @@ def main(
 ) -> None:
     """Center-crop, resize and pack the manifest's images into tar shards."""
     check_writable(out, metrics)  # before any work
-    p = load_params(params)
+    p = load(params)
     stats = run_shard(manifest, images, out, metrics, p.size, p.shard, info)
     print(
         f"shard: wrote {stats['written']} images at {stats['size']}px "

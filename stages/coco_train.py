@@ -21,11 +21,11 @@ from cvae.errors import CVAEError
 from cvae.io import check_writable
 from cvae.longtext import image_conditions, load_longtext
 from cvae.models import build_model
-from cvae.params import Params, load_params
+from cvae.params import Params
 from cvae.shards import shard_index
 from cvae.stream import ShardStream, id_lookup
 from cvae.train import Trainer, fingerprint, run_fields
-from stages._common import stage_main, write_live
+from stages._common import load, stage_main, write_live
 
 
 def model_params(params: Params, cond_dim: int) -> dict:
@@ -141,7 +141,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(model_out, history, state, *([live] if live else []))  # first
-    p = load_params(params)
+    p = load(params)
     hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
     if not distributed.info_from_env().is_main:
         return

@@ -12,17 +12,29 @@ from cvae import fashion
 from cvae.classifier import (
     accuracy,
     per_class_accuracy,
+    predict,
     save_classifier,
     train_classifier,
 )
-from cvae.io import check_writable, write_record
-from cvae.params import ClassifierParams, load_params
+from cvae.io import atomic_open, check_writable, write_record
+from cvae.params import ClassifierParams
 from cvae.text import CLASS_NAMES, by_class
-from stages._common import stage_main
+from stages._common import load, stage_main
+
+
+def write_confusion(path: Path, actual: torch.Tensor, predicted: torch.Tensor) -> None:
+    """One CSV row per test image (actual, predicted class name): the input of
+    DVC's ``confusion`` plot template."""
+    rows = ["actual,predicted"] + [
+        f"{CLASS_NAMES[a]},{CLASS_NAMES[p]}"
+        for a, p in zip(actual.tolist(), predicted.tolist(), strict=True)
+    ]
+    with atomic_open(path) as f:
+        f.write("\n".join(rows) + "\n")
 
 
 def train_fashion_classifier(
-    cfg: ClassifierParams, data: Path, model_out: Path
+    cfg: ClassifierParams, data: Path, model_out: Path, confusion: Path | None = None
 ) -> dict[str, Any]:
     """Train on the training split, score the test split; returns the metrics."""
     d = fashion.load_dataset(data)
@@ -32,6 +44,8 @@ def train_fashion_classifier(
     test_labels = torch.from_numpy(d["test_labels"])
     model, history = train_classifier(images, labels, cfg)
     test_acc = accuracy(model, test_images, test_labels)
+    if confusion is not None:
+        write_confusion(confusion, test_labels, predict(model, test_images))
     info = {
         "dataset": "fashion-mnist",
         "classes": list(CLASS_NAMES),
@@ -58,11 +72,14 @@ def main(
     info: Annotated[
         Path | None, typer.Option(help="info JSON: the non-numeric facts")
     ] = None,
+    confusion: Annotated[
+        Path | None, typer.Option(help="CSV (actual, predicted) of the test set")
+    ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(model_out, metrics)  # before any work
-    cfg = load_params(params).fashion.classifier
-    m = train_fashion_classifier(cfg, data, model_out)
+    cfg = load(params).fashion.classifier
+    m = train_fashion_classifier(cfg, data, model_out, confusion)
     write_record(metrics, info, m)
     print(
         f"fashion_classifier: test accuracy {m['test_accuracy']:.4f} on "

@@ -9,9 +9,9 @@ import typer
 
 from cvae import fashion
 from cvae.io import check_writable, write_json
-from cvae.params import FashionData, load_params
+from cvae.params import FashionData
 from cvae.text import by_class
-from stages._common import stage_main
+from stages._common import load, stage_main
 
 
 def build_dataset(params: FashionData, out: Path) -> dict:
@@ -38,7 +38,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(out, *([summary] if summary else []))  # before any work
-    stats = build_dataset(load_params(params).fashion.data, out)
+    stats = build_dataset(load(params).fashion.data, out)
     if summary is not None:
         write_json(summary, stats)
     print(f"fashion_data: {stats['train']} train, {stats['test']} test images -> {out}")

@@ -21,12 +21,14 @@ from cvae.evaluation import (
 )
 from cvae.fid import FID
 from cvae.io import check_writable, write_record
-from cvae.params import FashionEvaluate, FidParams, load_params
+from cvae.params import FashionEvaluate, FidParams
 from cvae.sampling import save_grid
 from cvae.text import by_class
 from cvae.train import to_float_images
-from stages._common import stage_main
+from stages._common import load, stage_main
 from stages.fashion_fid_ref import load_reference
+
+LABELS_PX = 84  # width of the grids' label column (class names)
 
 
 def evaluate_fashion(
@@ -58,11 +60,12 @@ def evaluate_fashion(
     )
     originals = to_float_images(images[: nrow * 4])
     grid = comparison_grid(originals, recons[: nrow * 4], nrow)
-    save_grid(grid, recon_grid, nrow=nrow)
+    pairs = ["original", "reconstructed"] * (len(grid) // (2 * nrow))
+    save_grid(grid, recon_grid, nrow=nrow, row_labels=pairs, label_width=LABELS_PX)
     classes = meta["info"].get("classes", [str(i) for i in range(10)])
     conds = [torch.tensor(i) for i in range(len(classes))]
     gen = generation_grid(model, conds, nrow, seed=params.seed)
-    save_grid(gen, gen_grid, nrow=nrow)
+    save_grid(gen, gen_grid, nrow=nrow, row_labels=classes, label_width=LABELS_PX)
     metrics.update(
         {
             "arch": meta["arch"],
@@ -125,7 +128,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(metrics, recon_grid, gen_grid)  # before any work
-    section = load_params(params).fashion
+    section = load(params).fashion
     m = evaluate_fashion(
         section.evaluate,
         data,

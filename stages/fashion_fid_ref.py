@@ -21,8 +21,8 @@ from cvae.errors import CVAEError
 from cvae.fid import FID
 from cvae.io import atomic_path, check_writable, write_record
 from cvae.params import FID_PROTOCOL_N as MIN_SAMPLES
-from cvae.params import FidParams, load_params
-from stages._common import stage_main
+from cvae.params import FidParams
+from stages._common import load, stage_main
 
 
 def check_samples(n: int, available: int) -> int:
@@ -80,7 +80,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(out, metrics)  # before any work
-    m = fid_reference(load_params(params).fashion.fid, data, weights, out)
+    m = fid_reference(load(params).fashion.fid, data, weights, out)
     write_record(metrics, info, m)
     if m["n"] == 0:
         print("fashion_fid_ref: FID off (fashion.fid.samples: 0)")

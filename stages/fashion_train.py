@@ -13,10 +13,10 @@ from cvae.checkpoint import save_model
 from cvae.errors import CVAEError
 from cvae.io import check_writable
 from cvae.models import build_model
-from cvae.params import Fashion, FashionModels, load_params
+from cvae.params import Fashion, FashionModels
 from cvae.text import CLASS_NAMES
 from cvae.train import Trainer, fingerprint, run_fields
-from stages._common import stage_main, write_live
+from stages._common import load, stage_main, write_live
 
 
 def train_fashion(
@@ -82,7 +82,7 @@ def main(
         raise CVAEError(
             f"--arch {arch!r}: use one of {list(FashionModels.model_fields)}"
         )
-    p = load_params(params).fashion
+    p = load(params).fashion
     hist = train_fashion(arch, p, data, model_out, history, state)
     if not distributed.info_from_env().is_main:
         return

@@ -21,11 +21,11 @@ from cvae.checkpoint import load_model
 from cvae.device import resolve_device
 from cvae.io import check_writable, write_record
 from cvae.models import ConditionalVAE, build_model
-from cvae.params import TrainParams, TsneParams, load_params
+from cvae.params import TrainParams, TsneParams
 from cvae.text import CLASS_NAMES
 from cvae.train import Trainer
 from cvae.tsne import latent_means, plot_embeddings, silhouette, tsne_2d
-from stages._common import stage_main
+from stages._common import load, stage_main
 
 
 def train_vae(
@@ -120,7 +120,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(plot, metrics)  # before any work
-    p = load_params(params).fashion
+    p = load(params).fashion
     m = tsne_fashion(p.tsne, p.train, data, model, plot)
     write_record(metrics, info, m)
     print(

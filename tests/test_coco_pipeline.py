@@ -137,7 +137,7 @@ def test_long_text_end_to_end(
         assert res["fid_recon"] > 0 and res["fid_generate"] > 0
     else:
         assert "fid_recon" not in res and info["fid_recon"] is None  # off, not faked
-    assert Image.open(tmp_path / "g.png").size == (4 * 66 + 2, 2 * 66 + 2)
+    assert Image.open(tmp_path / "g.png").size == (160 + 4 * 66 + 2, 2 * 66 + 2)
 
     out = tmp_path / "cows.png"
     r = CliRunner().invoke(

@@ -65,7 +65,7 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
     assert "fid_recon" not in m and -1 <= m["ssim_valid"] <= 1
     assert 0 <= m["cond_accuracy"] <= 1 and len(m["cond_accuracy_per_class"]) == 10
     assert 0 < m["mse"] < 784 and -1 <= m["ssim"] <= 1
-    assert Image.open(tmp_path / "g.png").size == (10 * 30 + 2, 10 * 30 + 2)
+    assert Image.open(tmp_path / "g.png").size == (84 + 10 * 30 + 2, 10 * 30 + 2)
 
     # The CLI: same seed, same bytes; another seed, other images.
     runner = CliRunner()
