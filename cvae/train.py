@@ -14,10 +14,15 @@ by node and worker). Rank 0 alone writes the state, history and log.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -68,6 +73,24 @@ def run_fields(cfg: TrainParams) -> dict[str, Any]:
     if world > 1:
         fields["world_size"] = world
     return fields
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop, `kill`) interrupts like Ctrl-C, so both end
+    with the same one-line resume hint (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -179,6 +202,7 @@ class Trainer:
     def _state(self, epoch: int) -> dict[str, Any]:
         state = {
             "run_id": self.run_id,
+            "settings": json.dumps(self._settings()),
             "epoch": epoch,  # completed epochs
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
@@ -189,13 +213,29 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
+    def _settings(self) -> dict[str, Any]:
+        """The run's settings, flat (train fields, ``model.<field>``), stored in
+        the state so that a mismatch can name what changed."""
+        model = getattr(self.model, "config", None)
+        fields = dataclasses.asdict(model) if dataclasses.is_dataclass(model) else {}
+        return run_fields(self.cfg) | {f"model.{k}": v for k, v in fields.items()}
+
     def try_resume(self) -> bool:
         """Load the state file if it belongs to this run; True when resumed."""
         if not self.state_path.exists():
             return False
         state = load_state(self.state_path)
         if state.get("run_id") != self.run_id:
-            self.log(f"ignoring {self.state_path}: it belongs to another run")
+            old, new = json.loads(state.get("settings", "{}")), self._settings()
+            changed = [
+                f"{k} {old.get(k)!r} -> {new.get(k)!r}"
+                for k in sorted(old.keys() | new.keys())
+                if old.get(k) != new.get(k)
+            ]
+            why = ", ".join(changed) or (
+                "same settings, other data" if old else "written by an older version"
+            )
+            self.log(f"ignoring {self.state_path}: it belongs to another run ({why})")
             return False
         try:
             self.model.load_state_dict(state["model"])
@@ -289,6 +329,56 @@ class Trainer:
         self.model.train()
         return {f"val_{k}": v / len(images) for k, v in sums.items()}
 
+    def _run_epoch(self, epoch: int, check_every: int) -> None:
+        """One epoch: steps, the NaN guard, the history row, the state file."""
+        steps, n, batches = self._epoch_batches(epoch)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        t0 = time.perf_counter()
+        bar = progress(
+            steps,
+            f"epoch {epoch + 1}/{self.cfg.epochs}",
+            quiet=not self.dist.is_main,
+        )
+        for step, (x, c) in zip(bar, batches, strict=False):
+            terms = self._step(x, c)
+            loss = terms["loss"] / len(x)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            sums += torch.stack(
+                [terms[k].detach().double() for k in ("loss", "recon", "kl")]
+            )
+            if step % check_every == 0 or step == steps - 1:
+                # summed over ranks, so that every rank stops together
+                value = distributed.all_sum(loss.detach().clone(), self.dist).item()
+                if not math.isfinite(value):
+                    raise self._non_finite(
+                        f"({value}) at epoch {epoch + 1} step {step + 1}"
+                    )
+                bar.set_postfix(loss=f"{value / self.dist.world_size:.2f}")
+        totals = distributed.all_sum(sums, self.dist).tolist()
+        if not all(math.isfinite(v) for v in totals):
+            raise self._non_finite(f"in epoch {epoch + 1}")
+        secs = time.perf_counter() - t0
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": totals[0] / n,
+            "recon": totals[1] / n,
+            "kl": totals[2] / n,
+        }
+        if self.dist.enabled:
+            row["world_size"] = self.dist.world_size
+        if self.val is not None and self.dist.is_main:
+            row.update(self.evaluate_loss())
+        self.history.append(row)  # no timings: the same run, the same bytes
+        speed = {"seconds": round(secs, 3), "images_per_s": round(n / secs, 1)}
+        self.log(json.dumps(row | speed))
+        if self.dist.is_main:
+            save_state(self.state_path, self._state(epoch + 1))
+            if self.history_path is not None:
+                write_json(self.history_path, self.history)
+        self.saved_epoch = epoch + 1
+
     def fit(self) -> list[dict[str, Any]]:
         """Train up to ``cfg.epochs`` epochs (from the resumed one); return history.
 
@@ -299,54 +389,23 @@ class Trainer:
         # Loss check every step on CPU (free); every 50 on CUDA (a host sync).
         check_every = 1 if self.device.type == "cpu" else 50
         self.net.train()
-        for epoch in range(self.start_epoch, self.cfg.epochs):
-            steps, n, batches = self._epoch_batches(epoch)
-            sums = torch.zeros(3, dtype=torch.float64, device=self.device)
-            t0 = time.perf_counter()
-            bar = progress(
-                steps,
-                f"epoch {epoch + 1}/{self.cfg.epochs}",
-                quiet=not self.dist.is_main,
-            )
-            for step, (x, c) in zip(bar, batches, strict=False):
-                terms = self._step(x, c)
-                loss = terms["loss"] / len(x)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-                sums += torch.stack(
-                    [terms[k].detach().double() for k in ("loss", "recon", "kl")]
+        with interrupt_on_sigterm():
+            try:
+                for epoch in range(self.start_epoch, self.cfg.epochs):
+                    self._run_epoch(epoch, check_every)
+            except KeyboardInterrupt:
+                kept = (
+                    f"the state after epoch {self.saved_epoch} is kept in "
+                    f"{self.state_path}: re-run the same command to resume"
+                    if self.saved_epoch
+                    else "no epoch had finished, so there is nothing to resume"
                 )
-                if step % check_every == 0 or step == steps - 1:
-                    # summed over ranks, so that every rank stops together
-                    value = distributed.all_sum(loss.detach().clone(), self.dist).item()
-                    if not math.isfinite(value):
-                        raise self._non_finite(
-                            f"({value}) at epoch {epoch + 1} step {step + 1}"
-                        )
-                    bar.set_postfix(loss=f"{value / self.dist.world_size:.2f}")
-            totals = distributed.all_sum(sums, self.dist).tolist()
-            if not all(math.isfinite(v) for v in totals):
-                raise self._non_finite(f"in epoch {epoch + 1}")
-            secs = time.perf_counter() - t0
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "loss": totals[0] / n,
-                "recon": totals[1] / n,
-                "kl": totals[2] / n,
-            }
-            if self.dist.enabled:
-                row["world_size"] = self.dist.world_size
-            if self.val is not None and self.dist.is_main:
-                row.update(self.evaluate_loss())
-            self.history.append(row)  # no timings: the same run, the same bytes
-            speed = {"seconds": round(secs, 3), "images_per_s": round(n / secs, 1)}
-            self.log(json.dumps(row | speed))
-            if self.dist.is_main:
-                save_state(self.state_path, self._state(epoch + 1))
-                if self.history_path is not None:
-                    write_json(self.history_path, self.history)
-            self.saved_epoch = epoch + 1
+                if self.dist.is_main:
+                    print(
+                        f"interrupted in epoch {self.saved_epoch + 1}: {kept}",
+                        file=sys.stderr,
+                    )
+                raise SystemExit(130) from None
         if self.history_path is not None and self.dist.is_main:
             write_json(self.history_path, self.history)
         distributed.barrier(self.dist)  # no rank leaves before rank 0 has written

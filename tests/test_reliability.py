@@ -180,6 +180,45 @@ def test_sigkill_mid_epoch_resumes_to_the_same_weights(tiny_fashion, tmp_path) -
     assert set(temp_files(cut)) <= left_by_kill and not temp_files(full)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_says_how_to_resume_and_a_changed_param_is_named(
+    tiny_fashion, tmp_path, sig
+) -> None:
+    section = fashion_section(model=PARAMS["fashion"]["model"]["fc"], epochs=50)
+    params = write_params(tmp_path / "params.yaml", fashion=section)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    run = dict(cwd=ROOT, env=env, text=True)
+    p = subprocess.Popen(
+        _train_cmd(tiny_fashion, out, params),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **run,
+    )
+    deadline = time.monotonic() + 300
+    while not (out / "history.json").exists():  # epoch 1 saved
+        assert p.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    line = [x for x in err.splitlines() if x.startswith("interrupted")]
+    assert len(line) == 1 and "Traceback" not in err, err
+    assert f"is kept in {out / 'resume.pt'}: re-run the same command" in line[0]
+
+    # Another learning rate: the state is not resumed, and the message says why.
+    section["train"]["lr"] = 0.002
+    write_params(
+        tmp_path / "params.yaml",
+        fashion=section | {"train": section["train"] | {"epochs": 1}},
+    )
+    r = subprocess.run(
+        _train_cmd(tiny_fashion, out, params), capture_output=True, timeout=300, **run
+    )
+    assert r.returncode == 0, r.stderr
+    assert "it belongs to another run (epochs 50 -> 1, lr 0.001 -> 0.002)" in r.stdout
+
+
 # -- 2. a failing stage leaves the previous outputs as they were --------------------
 def test_fashion_evaluate_failures_leave_outputs_unchanged(
     tiny_fashion, fashion_model, coco, tmp_path, capsys, monkeypatch
