@@ -311,6 +311,13 @@ def clip_width(model_name: str) -> int:
     return int(cfg["embed_dim"])
 
 
+def missing_checkpoint(tag: str) -> CVAEError:
+    return CVAEError(
+        f"CLIP checkpoint {tag} not found: fix embed.pretrained (a local file "
+        "path, a hub tag, or none)"
+    )
+
+
 def load_clip(
     model_name: str = "ViT-B-32",
     pretrained: str | None = "none",
@@ -353,10 +360,7 @@ def load_clip(
                 )
             kwargs["weights_only"] = False
     elif _looks_like_path(tag):
-        raise CVAEError(
-            f"CLIP checkpoint {tag} not found: fix embed.pretrained (a local "
-            "file path, a hub tag, or none)"
-        )
+        raise missing_checkpoint(tag)
     else:
         cfg = open_clip.get_pretrained_cfg(model_name, tag)
         if not cfg:
@@ -432,10 +436,7 @@ def checkpoint_identity(model_name: str, pretrained: str) -> dict[str, Any]:
         if os.path.isfile(path):
             digest = file_digest(path)
         elif _looks_like_path(tag):
-            raise CVAEError(
-                f"CLIP checkpoint {tag} not found: fix embed.pretrained (a local "
-                "file path, a hub tag, or none)"
-            )
+            raise missing_checkpoint(tag)
         else:
             import open_clip
 

@@ -61,7 +61,10 @@ def check_writable(*paths: str | os.PathLike) -> None:
 def remove_stale(path: Path) -> None:
     """Temporaries of ``path`` left by an earlier run that was killed."""
     for old in path.parent.glob(f".tmp-{path.name}.*"):
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
     for old in path.parent.glob(f".old-{path.name}.*"):
         shutil.rmtree(old, ignore_errors=True)
 
