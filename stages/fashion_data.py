@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -34,13 +35,18 @@ def build_dataset(params: FashionData, out: Path) -> dict:
 @stage_main
 def main(
     out: Path = typer.Option(..., help="output .npz"),
-    summary: Path = typer.Option(None, help="counts JSON"),
+    summary: Path = typer.Option(None, help="counts JSON (DVC metrics)"),
+    info: Annotated[
+        Path | None, typer.Option(help="info JSON: the counts per class")
+    ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(out, *([summary] if summary else []))  # before any work
     stats = build_dataset(load(params).fashion.data, out)
     if summary is not None:
-        write_json(summary, stats)
+        write_json(summary, {k: stats[k] for k in ("train", "test")})
+    if info is not None:  # per-class counts describe the data: not compared
+        write_json(info, {k: stats[k] for k in ("train_per_class", "test_per_class")})
     print(f"fashion_data: {stats['train']} train, {stats['test']} test images -> {out}")
 
 
