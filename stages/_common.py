@@ -7,17 +7,25 @@ each stage then reads only its own typed section.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from cvae.errors import CVAEError
 from cvae.io import atomic_dir
 from cvae.params import Params, load_params
 
 ELBO_TERMS = ("loss", "recon", "kl")  # negative ELBO per image, its two terms
+
+# The typer option every stage with a metrics file takes beside it.
+Info = Annotated[Path | None, typer.Option(help="info JSON: the non-numeric facts")]
 
 
 def load(path: Path) -> Params:
@@ -66,6 +74,17 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@contextlib.contextmanager
+def working_dir(path: str) -> Iterator[None]:
+    """Run a block with ``path`` as the working directory (restored after)."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 def write_live(folder: Path, history: list[dict[str, Any]]) -> None:
     """A training history as DVCLive files: ``train/<term>`` and ``val/<term>``
     per epoch (``plots/metrics/*.tsv``) and the last epoch (``metrics.json``,
@@ -76,7 +95,12 @@ def write_live(folder: Path, history: list[dict[str, Any]]) -> None:
     """
     from dvclive import Live
 
-    with atomic_dir(folder) as tmp:
+    # DVCLive is used as the writer of its file format only: `dvc repro` records
+    # the files itself (dvc.yaml declares them). Outside any repository (cwd in
+    # the temp folder) it neither looks up git (which fails in a repository
+    # without commits) nor tries to save an experiment.
+    folder = Path(folder).absolute()  # the block below runs in another cwd
+    with atomic_dir(folder) as tmp, working_dir(tempfile.gettempdir()):
         with Live(str(tmp), dvcyaml=None, save_dvc_exp=False, report=None) as live:
             for row in history:
                 live.step = row["epoch"]

@@ -27,7 +27,7 @@ from cvae.errors import CVAEError
 from cvae.io import check_writable, write_record
 from cvae.params import EmbedParams
 from cvae.shards import ImageReadError, load_rgb
-from stages._common import load, stage_main
+from stages._common import Info, load, stage_main
 
 
 def run_embed(
@@ -121,9 +121,7 @@ def main(
     text_out: Annotated[Path, typer.Option(help="caption embeddings parquet")],
     image_out: Annotated[Path, typer.Option(help="image embeddings parquet")],
     metrics: Annotated[Path, typer.Option(help="stats JSON to write")],
-    info: Annotated[
-        Path | None, typer.Option(help="info JSON: the non-numeric facts")
-    ] = None,
+    info: Info = None,
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Embed the manifest's captions and images with CLIP."""

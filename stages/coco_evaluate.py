@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ from cvae.params import (
 )
 from cvae.sampling import generate_for, save_grid
 from cvae.train import to_float_images
-from stages._common import load, stage_main
+from stages._common import Info, load, stage_main
 
 CLIP_SCORE_CAVEAT = (
     "CLIP score with RANDOM CLIP weights measures nothing semantic: compare it "
@@ -227,9 +226,7 @@ def main(
     image_emb: Path = typer.Option(..., help="image embeddings parquet"),
     model: Path = typer.Option(..., help="model .safetensors from coco_train"),
     metrics: Path = typer.Option(..., help="output metrics JSON"),
-    info: Annotated[
-        Path | None, typer.Option(help="info JSON: the non-numeric facts")
-    ] = None,
+    info: Info = None,
     recon_grid: Path = typer.Option(..., help="output reconstruction grid PNG"),
     gen_grid: Path = typer.Option(..., help="output generation grid PNG (row/prompt)"),
     fid_weights: Path = typer.Option(

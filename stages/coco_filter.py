@@ -18,7 +18,7 @@ from cvae.coco import filter_coco, write_manifest
 from cvae.errors import CVAEError
 from cvae.io import check_writable, write_record
 from cvae.params import FilterParams
-from stages._common import load, stage_main
+from stages._common import Info, load, stage_main
 
 
 def run_filter(
@@ -51,9 +51,7 @@ def main(
     captions: Annotated[Path, typer.Option(help="COCO captions_*.json")],
     out: Annotated[Path, typer.Option(help="manifest parquet to write")],
     metrics: Annotated[Path, typer.Option(help="counts JSON to write")],
-    info: Annotated[
-        Path | None, typer.Option(help="info JSON: the non-numeric facts")
-    ] = None,
+    info: Info = None,
     images: Annotated[
         Path | None, typer.Option(help="image folder; omit to only count")
     ] = None,

@@ -17,7 +17,7 @@ from cvae.coco import read_manifest
 from cvae.io import check_writable, write_record
 from cvae.params import ShardParams
 from cvae.shards import write_shards
-from stages._common import load, stage_main
+from stages._common import Info, load, stage_main
 
 
 def run_shard(
@@ -51,9 +51,7 @@ def main(
     images: Annotated[Path, typer.Option(help="folder holding the images")],
     out: Annotated[Path, typer.Option(help="shard folder to (re)write")],
     metrics: Annotated[Path, typer.Option(help="stats JSON to write")],
-    info: Annotated[
-        Path | None, typer.Option(help="info JSON: the non-numeric facts")
-    ] = None,
+    info: Info = None,
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Center-crop, resize and pack the manifest's images into tar shards."""

@@ -19,7 +19,7 @@ from cvae.classifier import (
 from cvae.io import atomic_open, check_writable, write_record
 from cvae.params import ClassifierParams
 from cvae.text import CLASS_NAMES, by_class
-from stages._common import load, stage_main
+from stages._common import Info, load, stage_main
 
 
 def write_confusion(path: Path, actual: torch.Tensor, predicted: torch.Tensor) -> None:
@@ -69,9 +69,7 @@ def main(
     data: Path = typer.Option(..., help="dataset .npz from fashion_data"),
     model_out: Path = typer.Option(..., help="output classifier .safetensors"),
     metrics: Path = typer.Option(..., help="output metrics JSON (test accuracy)"),
-    info: Annotated[
-        Path | None, typer.Option(help="info JSON: the non-numeric facts")
-    ] = None,
+    info: Info = None,
     confusion: Annotated[
         Path | None, typer.Option(help="CSV (actual, predicted) of the test set")
     ] = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import torch
 import typer
@@ -25,7 +24,7 @@ from cvae.params import FashionEvaluate, FidParams
 from cvae.sampling import save_grid
 from cvae.text import by_class
 from cvae.train import to_float_images
-from stages._common import load, stage_main
+from stages._common import Info, load, stage_main
 from stages.fashion_fid_ref import load_reference
 
 LABELS_PX = 84  # width of the grids' label column (class names)
@@ -117,9 +116,7 @@ def main(
     data: Path = typer.Option(..., help="dataset .npz from fashion_data"),
     model: Path = typer.Option(..., help="model .safetensors from fashion_train"),
     metrics: Path = typer.Option(..., help="output metrics JSON"),
-    info: Annotated[
-        Path | None, typer.Option(help="info JSON: the non-numeric facts")
-    ] = None,
+    info: Info = None,
     recon_grid: Path = typer.Option(..., help="output reconstruction grid PNG"),
     gen_grid: Path = typer.Option(..., help="output per-class generation grid PNG"),
     fid_weights: Path = typer.Option(None, help="Inception weights (fid_weights)"),

@@ -9,7 +9,6 @@ the FID a perfect model would get with this code and sample size. Protocol:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from cvae.fid import FID
 from cvae.io import atomic_path, check_writable, write_record
 from cvae.params import FID_PROTOCOL_N as MIN_SAMPLES
 from cvae.params import FidParams
-from stages._common import load, stage_main
+from stages._common import Info, load, stage_main
 
 
 def check_samples(n: int, available: int) -> int:
@@ -74,9 +73,7 @@ def main(
     weights: Path = typer.Option(..., help="Inception weights from fid_weights"),
     out: Path = typer.Option(..., help="output reference statistics .npz"),
     metrics: Path = typer.Option(..., help="output JSON with the real-vs-real floor"),
-    info: Annotated[
-        Path | None, typer.Option(help="info JSON: the non-numeric facts")
-    ] = None,
+    info: Info = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(out, metrics)  # before any work

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
 import typer
@@ -25,7 +25,7 @@ from cvae.params import TrainParams, TsneParams
 from cvae.text import CLASS_NAMES
 from cvae.train import Trainer
 from cvae.tsne import latent_means, plot_embeddings, silhouette, tsne_2d
-from stages._common import load, stage_main
+from stages._common import Info, load, stage_main
 
 
 def train_vae(
@@ -114,9 +114,7 @@ def main(
     model: Path = typer.Option(..., help="conv CVAE .safetensors from fashion_train"),
     plot: Path = typer.Option(..., help="output PNG: VAE | CVAE t-SNE panels"),
     metrics: Path = typer.Option(..., help="output metrics JSON (silhouettes)"),
-    info: Annotated[
-        Path | None, typer.Option(help="info JSON: the non-numeric facts")
-    ] = None,
+    info: Info = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(plot, metrics)  # before any work

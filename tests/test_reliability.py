@@ -254,11 +254,11 @@ def test_fashion_evaluate_failures_leave_outputs_unchanged(
 
     # A crash in the middle of writing a grid (disk full, killed): the old file
     # stays whole under its name and the half-written temp file is removed.
-    def half_then_crash(grid, fp, format=None):
+    def half_then_crash(image, fp, format=None, **kw):
         Path(fp).write_bytes(b"\x89PNG half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("cvae.sampling.save_image", half_then_crash)
+    monkeypatch.setattr("PIL.Image.Image.save", half_then_crash)  # every grid
     err = one_line(
         fails(
             capsys,
@@ -650,7 +650,7 @@ def test_filter_stage_bad_inputs(coco, tmp_path, capsys) -> None:
     [
         ("fashion: {model: [1\n", "is not valid YAML at line 2"),
         ("- fashion\n", "is not a mapping of sections"),
-        ("size: 64\n", "fashion is missing: add it"),
+        ("size: 64\n", "cpu_threads is missing: add it (see README) (and 8 more)"),
     ],
 )
 def test_broken_params_file(tmp_path, capsys, text, msg) -> None:
