@@ -59,7 +59,6 @@ def train_fashion_classifier(
         "n_train": len(images),
         "n_test": len(test_images),
         "epochs": cfg.epochs,
-        "train_seconds": f"{sum(row['seconds'] for row in history):.1f}",  # info
         "final_loss": history[-1]["loss"] if history else None,
     }
 
