@@ -57,7 +57,9 @@ def comparison_grid(
     """Rows of originals followed by their reconstructions, nrow per row."""
     rows = []
     for start in range(0, len(originals), nrow):
-        rows += [originals[start : start + nrow], recons[start : start + nrow]]
+        for part in (originals[start : start + nrow], recons[start : start + nrow]):
+            blank = torch.ones(nrow - len(part), *part.shape[1:])  # white padding
+            rows += [part, blank.to(part)]  # a short last row never mixes the two
     return torch.cat(rows)
 
 

@@ -38,7 +38,13 @@ def prompt_condition(
             clip["model"], pretrained, device=str(device), seed=clip.get("seed", 0)
         )
         trained = clip.get("sha256")  # of the weights the embeddings came from
-        if trained and enc.sha256 != trained:
+        warnings = []
+        if trained and enc.sha256 is None and not enc.random_init:
+            warnings.append(  # downloaded on the fly: no file to hash
+                f"cannot check the CLIP weights {pretrained!r} against the ones the "
+                f"model was trained with (sha256 {trained[:12]}): no local file"
+            )
+        elif trained and enc.sha256 != trained:
             got = f"sha256 {enc.sha256[:12]}" if enc.sha256 else "random weights"
             raise CVAEError(
                 f"CLIP weights {pretrained!r} ({got}) are not the ones this model "
@@ -55,7 +61,6 @@ def prompt_condition(
         vec = enc.embed_texts(
             [prompt], batch_size=32, normalize=clip.get("normalize", False)
         )
-        warnings = []
         if enc.random_init:
             warnings.append(
                 "CLIP is randomly initialised: the prompt embedding carries "

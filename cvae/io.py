@@ -9,6 +9,7 @@ the next write of the same output removes.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def check_writable(*paths: str | os.PathLike) -> None:
+def check_writable(*paths: str | os.PathLike | None) -> None:
     """Each output can be created: its nearest existing ancestor folder takes a
     new file (probed, then removed; nothing is left behind).
 
@@ -42,6 +43,8 @@ def check_writable(*paths: str | os.PathLike) -> None:
     at the start, not a traceback after an hour.
     """
     for p in paths:
+        if p is None:  # an optional output not asked for
+            continue
         folder = Path(p).absolute().parent
         while not folder.exists():
             folder = folder.parent
@@ -60,12 +63,13 @@ def check_writable(*paths: str | os.PathLike) -> None:
 
 def remove_stale(path: Path) -> None:
     """Temporaries of ``path`` left by an earlier run that was killed."""
-    for old in path.parent.glob(f".tmp-{path.name}.*"):
+    name = glob.escape(path.name)
+    for old in path.parent.glob(f".tmp-{name}.*"):
         if old.is_dir():
-            shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
         else:
-            old.unlink()
-    for old in path.parent.glob(f".old-{path.name}.*"):
+            old.unlink(missing_ok=True)
+    for old in path.parent.glob(f".old-{name}.*"):
         shutil.rmtree(old, ignore_errors=True)
 
 

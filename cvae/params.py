@@ -66,7 +66,9 @@ Conditioning = Literal["concat", "add"]
 class Section(BaseModel):
     """Strict, closed and immutable: the base of every section."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
 
 # ---------------------------------------------------------------- fashion ----
@@ -336,7 +338,10 @@ def _allowed(kind: str, msg: str, error: dict[str, Any]) -> str:
 
 
 def _value_at(data: Any, loc: tuple) -> Any:
-    for part in loc:
+    """The value at ``loc``; for a mapping key's own error, the key."""
+    for prev, part in zip((None, *loc), loc, strict=False):
+        if part == "[key]":
+            return prev
         try:
             data = data[part]
         except (KeyError, IndexError, TypeError):
@@ -346,7 +351,10 @@ def _value_at(data: Any, loc: tuple) -> Any:
 
 def _dotted(loc: list[str]) -> str:
     """``['fc', 'hidden_dims', '0']`` -> ``fc.hidden_dims[0]``."""
-    return "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".")
+    parts = {"[key]": " key"}  # a mapping key's own error: "filter.keywords.x key"
+    return "".join(
+        parts.get(p) or (f"[{p}]" if p.isdigit() else f".{p}") for p in loc
+    ).lstrip(".")
 
 
 def _known_keys(loc: list[str]) -> list[str]:

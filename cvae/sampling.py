@@ -142,6 +142,8 @@ def wrap(text: str, font, width: int) -> list[str]:
     for word in text.split():
         if lines and font.getlength(f"{lines[-1]} {word}") <= width:
             lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
+            continue
+        while len(word) > 1 and font.getlength(word) > width:  # a word too long
+            word = word[:-2] + "…"
+        lines.append(word)
     return lines

@@ -375,9 +375,9 @@ class Trainer:
         self.log(json.dumps(row | speed))
         if self.dist.is_main:
             save_state(self.state_path, self._state(epoch + 1))
-            if self.history_path is not None:
-                write_json(self.history_path, self.history)
-        self.saved_epoch = epoch + 1
+        self.saved_epoch = epoch + 1  # on disk now, whatever comes next
+        if self.dist.is_main and self.history_path is not None:
+            write_json(self.history_path, self.history)
 
     def fit(self) -> list[dict[str, Any]]:
         """Train up to ``cfg.epochs`` epochs (from the resumed one); return history.

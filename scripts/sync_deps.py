@@ -70,9 +70,16 @@ def code_closure(root: Path, module: str) -> list[str]:
 
 
 def _has_code(file: Path) -> bool:
-    """An ``__init__.py`` with imports (a docstring alone changes nothing run)."""
-    tree = ast.parse(file.read_text(encoding="utf-8"))
-    return any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree))
+    """An ``__init__.py`` with any statement but its docstring (an import, or a
+    value such as ``__version__`` that outputs record)."""
+    body = ast.parse(file.read_text(encoding="utf-8")).body
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+    ):
+        body = body[1:]  # the docstring changes nothing run
+    return bool(body)
 
 
 def stage_module(cmd: str) -> str | None:

@@ -8,6 +8,7 @@ each stage then reads only its own typed section.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import sys
@@ -23,6 +24,9 @@ from cvae.io import atomic_dir
 from cvae.params import Params, load_params
 
 ELBO_TERMS = ("loss", "recon", "kl")  # negative ELBO per image, its two terms
+
+# Errors the user fixes with space or permissions (others are reported as they are).
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
 # The typer option every stage with a metrics file takes beside it.
 Info = Annotated[Path | None, typer.Option(help="info JSON: the non-numeric facts")]
@@ -59,11 +63,12 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise SystemExit(2) from None
         except OSError as e:  # disk full, read-only folder, ... mid-write
             where = f" on {e.filename}" if e.filename else ""
-            print(
-                f"error: I/O failed{where}: {e.strerror or e}: free space or "
-                "fix the folder's permissions, then re-run (outputs are unchanged)",
-                file=sys.stderr,
+            fix = (
+                ": free space or fix the folder's permissions, then re-run"
+                if e.errno in STORAGE_ERRNOS
+                else ""
             )
+            print(f"error: I/O failed{where}: {e.strerror or e}{fix}", file=sys.stderr)
             raise SystemExit(2) from None
         finally:
             if "torch.distributed" in sys.modules:  # a group needs it imported

@@ -34,7 +34,7 @@ def main(
     """Validate params.yaml; write the stamp only when its bytes would change."""
     check_writable(out)  # before any work
     load_params(params)  # raises ParamsError: one line, exit 2
-    if not (out.is_file() and out.read_text() == STAMP):
+    if not (out.is_file() and out.read_bytes() == STAMP.encode()):
         with atomic_open(out) as f:
             f.write(STAMP)
     print(f"check_params: {params} is valid")

@@ -125,7 +125,7 @@ def main(
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Embed the manifest's captions and images with CLIP."""
-    check_writable(text_out, image_out, metrics)  # before any work
+    check_writable(text_out, image_out, metrics, info)  # before any work
     stats = run_embed(
         manifest, images, text_out, image_out, metrics, load(params).embed, info
     )

@@ -195,7 +195,7 @@ def evaluate_coco(
         comparison_grid(originals, recons[: nrow * 2], nrow),
         recon_grid,
         nrow=nrow,
-        row_labels=["original", "reconstructed"] * (len(originals) // nrow),
+        row_labels=["original", "reconstructed"] * -(-len(originals) // nrow),
         label_width=LABELS_PX,
     )
     save_grid(gen, gen_grid, nrow=nrow, row_labels=prompts, label_width=LABELS_PX)
@@ -234,7 +234,7 @@ def main(
     ),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(metrics, recon_grid, gen_grid)  # before any work
+    check_writable(metrics, recon_grid, gen_grid, info)  # before any work
     p = load(params).coco.evaluate
     m = evaluate_coco(
         p, shards, text_emb, image_emb, model, recon_grid, gen_grid, fid_weights

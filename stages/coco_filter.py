@@ -58,7 +58,7 @@ def main(
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Keep the COCO images whose captions match the filter keyword sets."""
-    check_writable(out, metrics)  # before any work
+    check_writable(out, metrics, info)  # before any work
     counts = run_filter(captions, images, out, metrics, load(params).filter, info)
     per_subset = ", ".join(f"{k} {v}" for k, v in counts["subsets"].items())
     print(

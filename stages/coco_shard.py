@@ -55,7 +55,7 @@ def main(
     params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
 ) -> None:
     """Center-crop, resize and pack the manifest's images into tar shards."""
-    check_writable(out, metrics)  # before any work
+    check_writable(out, metrics, info)  # before any work
     p = load(params)
     stats = run_shard(manifest, images, out, metrics, p.size, p.shard, info)
     print(

@@ -123,7 +123,6 @@ def train_coco(
         "run_id": run_id,
     }
     save_model(model_out, trainer.model, "image", info)
-    state.unlink(missing_ok=True)
     return hist
 
 
@@ -140,13 +139,14 @@ def main(
     ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(model_out, history, state, *([live] if live else []))  # first
+    check_writable(model_out, history, state, live)  # before any work
     p = load(params)
     hist = train_coco(p, shards, text_emb, image_emb, model_out, history, state)
     if not distributed.info_from_env().is_main:
         return
     if live is not None:
         write_live(live, hist)
+    state.unlink(missing_ok=True)  # every output written: nothing to resume
     print(
         f"coco_train: size {p.size} {p.conditioning} on {p.condition_on}, "
         f"{len(hist)} epochs -> {model_out}"

@@ -74,7 +74,7 @@ def main(
     ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(model_out, metrics)  # before any work
+    check_writable(model_out, metrics, info, confusion)  # before any work
     cfg = load(params).fashion.classifier
     m = train_fashion_classifier(cfg, data, model_out, confusion)
     write_record(metrics, info, m)

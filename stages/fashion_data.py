@@ -41,7 +41,7 @@ def main(
     ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(out, *([summary] if summary else []))  # before any work
+    check_writable(out, summary, info)  # before any work
     stats = build_dataset(load(params).fashion.data, out)
     if summary is not None:
         write_json(summary, {k: stats[k] for k in ("train", "test")})

@@ -124,7 +124,7 @@ def main(
     classifier: Path = typer.Option(None, help="classifier (fashion_classifier)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(metrics, recon_grid, gen_grid)  # before any work
+    check_writable(metrics, recon_grid, gen_grid, info)  # before any work
     section = load(params).fashion
     m = evaluate_fashion(
         section.evaluate,

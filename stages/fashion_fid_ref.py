@@ -76,7 +76,7 @@ def main(
     info: Info = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(out, metrics)  # before any work
+    check_writable(out, metrics, info)  # before any work
     m = fid_reference(load(params).fashion.fid, data, weights, out)
     write_record(metrics, info, m)
     if m["n"] == 0:

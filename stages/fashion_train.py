@@ -61,7 +61,6 @@ def train_fashion(
         "run_id": run_id,
     }
     save_model(model_out, trainer.model, arch, info)
-    state.unlink(missing_ok=True)  # the run is complete: nothing to resume
     return hist
 
 
@@ -77,7 +76,7 @@ def main(
     ] = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(model_out, history, state, *([live] if live else []))  # first
+    check_writable(model_out, history, state, live)  # before any work
     if arch not in FashionModels.model_fields:
         raise CVAEError(
             f"--arch {arch!r}: use one of {list(FashionModels.model_fields)}"
@@ -88,6 +87,7 @@ def main(
         return
     if live is not None:
         write_live(live, hist)
+    state.unlink(missing_ok=True)  # every output written: nothing to resume
     last = hist[-1] if hist else {}
     print(f"fashion_train[{arch}]: {len(hist)} epochs, last {last} -> {model_out}")
 

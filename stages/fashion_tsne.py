@@ -117,7 +117,7 @@ def main(
     info: Info = None,
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    check_writable(plot, metrics)  # before any work
+    check_writable(plot, metrics, info)  # before any work
     p = load(params).fashion
     m = tsne_fashion(p.tsne, p.train, data, model, plot)
     write_record(metrics, info, m)

@@ -88,7 +88,7 @@ def main(
     ] = None,
 ) -> None:
     """Make the offline FID Inception weights for torchmetrics."""
-    check_writable(out, report)  # before any work
+    check_writable(out, report, info)  # before any work
     result = build_fid_weights(out, report, info)
     print(
         f"fid_weights: {result['n_layers']} layers -> {out} "

@@ -106,6 +106,16 @@ PARAM_CASES = [
     ("coco.evaluate.prompts", [], "coco.evaluate.prompts = []: list should have"),
     ("coco.evaluate.prompts", ["  "], "prompts[0] = '  ': use a non-empty string"),
     ("fashion.train.lr", 0, "fashion.train.lr = 0: input should be greater than 0"),
+    (
+        "coco.train.beta",
+        float("inf"),
+        "coco.train.beta = inf: input should be a finite",
+    ),
+    (
+        "filter.keywords",
+        {"  ": ["cow"]},
+        "filter.keywords.   key = '  ': use a non-empty",
+    ),
     # cross-field rules
     ("filter.subsets", ["bucolik"], "filter: subsets names 'bucolik', not a set"),
     ("fashion.tsne.perplexity", 5000.0, "fashion.tsne: perplexity 5000.0 must be"),
