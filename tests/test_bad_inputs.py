@@ -235,6 +235,11 @@ def wide_embeddings(path: Path, to: Path) -> Path:
     return to
 
 
+def train_error(capsys, **paths: Path) -> str:
+    """The one error line of an fc fashion_train run that must fail."""
+    return one_line(fails(capsys, fashion_train.main, arch="fc", **paths))
+
+
 def test_fashion_files(tiny_fashion, fashion_model, tmp_path, capsys) -> None:
     """Damaged dataset, model and resume files: one line each, outputs kept."""
     params = write_params(
@@ -284,17 +289,9 @@ def test_fashion_files(tiny_fashion, fashion_model, tmp_path, capsys) -> None:
     (tmp_path / "train").mkdir()
     model_out = tmp_path / "train" / "model.safetensors"
     state = truncate(fashion_model, tmp_path / "train" / "resume.pt")
-    err = one_line(
-        fails(
-            capsys,
-            fashion_train.main,
-            arch="fc",
-            data=tiny_fashion,
-            model_out=model_out,
-            history=tmp_path / "train" / "h.json",
-            state=state,
-            params=params,
-        )
+    train = dict(capsys=capsys, data=tiny_fashion, params=params)
+    err = train_error(
+        **train, model_out=model_out, history=model_out.with_name("h.json"), state=state
     )
     assert "resume checkpoint" in err and "weights_only" not in err
     assert not model_out.exists()
@@ -302,17 +299,11 @@ def test_fashion_files(tiny_fashion, fashion_model, tmp_path, capsys) -> None:
     # An output that cannot be written is found before the first epoch.
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder should be")
-    err = one_line(
-        fails(
-            capsys,
-            fashion_train.main,
-            arch="fc",
-            data=tiny_fashion,
-            model_out=blocker / "m.safetensors",
-            history=tmp_path / "h2.json",
-            state=tmp_path / "s2.pt",
-            params=params,
-        )
+    err = train_error(
+        **train,
+        model_out=blocker / "m.safetensors",
+        history=tmp_path / "h2.json",
+        state=tmp_path / "s2.pt",
     )
     assert f"cannot write {blocker / 'm.safetensors'}" in err
     assert not (tmp_path / "h2.json").exists()
