@@ -353,8 +353,14 @@ def _dotted(loc: list[str]) -> str:
     """``['fc', 'hidden_dims', '0']`` -> ``fc.hidden_dims[0]``."""
     parts = {"[key]": " key"}  # a mapping key's own error: "filter.keywords.x key"
     return "".join(
-        parts.get(p) or (f"[{p}]" if p.isdigit() else f".{p}") for p in loc
+        parts.get(p) or (f"[{p}]" if p.isdigit() else f".{_shown(p)}") for p in loc
     ).lstrip(".")
+
+
+def _shown(key: str) -> str:
+    """A key as written, or quoted when it is empty, padded or unprintable."""
+    plain = key and key.isprintable() and key == key.strip()
+    return key if plain else repr(key)
 
 
 def _known_keys(loc: list[str]) -> list[str]:

@@ -74,6 +74,7 @@ PARAM_CASES = [
     ("filter.subset", ["bucolic"], "unknown key filter.subset: did you mean "),
     ("fashion.model.fc.latent", 8, "did you mean fashion.model.fc.latent_dim?"),
     ("coco.train.lr_decay", 0.5, "unknown key coco.train.lr_decay"),
+    ("fashion.train. lr", 0.1, "unknown key fashion.train.' lr': did you mean"),
     # wrong types: strict, YAML 1.2 (no string for a number or a bool)
     ("embed.normalize", "false", "embed.normalize = 'false': true or false is"),
     ("fashion.train.lr", "1e-3", "fashion.train.lr = '1e-3': a number is required"),
@@ -114,7 +115,7 @@ PARAM_CASES = [
     (
         "filter.keywords",
         {"  ": ["cow"]},
-        "filter.keywords.   key = '  ': use a non-empty",
+        "filter.keywords.'  ' key = '  ': use a non-empty",
     ),
     # cross-field rules
     ("filter.subsets", ["bucolik"], "filter: subsets names 'bucolik', not a set"),
