@@ -51,11 +51,18 @@ HUB_HOST = ("huggingface.co", 443)
 NETWORK_TIMEOUT_S = 3.0
 METADATA_KEY = b"cvae.embeddings"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
-RANDOM_INIT_WARNING = (
-    "CLIP has RANDOM weights (pretrained: none): embeddings are reproducible but "
-    "carry no meaning; set embed.pretrained to a local checkpoint file for real "
-    "text conditioning"
-)
+
+
+def random_init_warning(setting: str) -> str:
+    """What random CLIP weights mean, naming where the user sets real ones."""
+    return (
+        "CLIP has RANDOM weights (pretrained: none): embeddings are reproducible "
+        f"but carry no meaning; point {setting} at a local checkpoint file for "
+        "real text conditioning"
+    )
+
+
+RANDOM_INIT_WARNING = random_init_warning("embed.pretrained")
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s+|$)")
 
@@ -311,9 +318,9 @@ def clip_width(model_name: str) -> int:
     return int(cfg["embed_dim"])
 
 
-def missing_checkpoint(tag: str) -> CVAEError:
+def missing_checkpoint(tag: str, setting: str = "embed.pretrained") -> CVAEError:
     return CVAEError(
-        f"CLIP checkpoint {tag} not found: fix embed.pretrained (a local file "
+        f"CLIP checkpoint {tag} not found: fix {setting} (a local file "
         "path, a hub tag, or none)"
     )
 
@@ -324,6 +331,7 @@ def load_clip(
     device: str = "cpu",
     *,
     seed: int = 0,
+    setting: str = "embed.pretrained",
 ) -> ClipEncoder:
     """Build an open_clip model, its preprocess and tokenizer, in eval mode.
 
@@ -335,6 +343,9 @@ def load_clip(
         seed: torch seed for random initialisation (the caller's RNG state is
             left untouched). Weights are built on the CPU, then moved, so a seed
             gives the same weights on every device.
+        setting: how the user names ``pretrained`` where they can fix it
+            (``embed.pretrained`` in params.yaml, ``--clip-checkpoint`` in the CLI);
+            error messages and the random-weights warning name it.
     """
     import open_clip  # heavy import, only when a model is wanted
 
@@ -349,7 +360,7 @@ def load_clip(
     random_init = tag.lower() in RANDOM_INIT
     if random_init:
         weights = None
-        print(f"WARNING: {RANDOM_INIT_WARNING}", file=sys.stderr)
+        print(f"WARNING: {random_init_warning(setting)}", file=sys.stderr)
     elif os.path.isfile(os.path.expanduser(tag)):
         weights = os.path.expanduser(tag)
         if _is_torchscript(weights):
@@ -360,14 +371,14 @@ def load_clip(
                 )
             kwargs["weights_only"] = False
     elif _looks_like_path(tag):
-        raise missing_checkpoint(tag)
+        raise missing_checkpoint(tag, setting)
     else:
         cfg = open_clip.get_pretrained_cfg(model_name, tag)
         if not cfg:
             tags = open_clip.list_pretrained_tags_by_model(model_name)
             raise CVAEError(
                 f"{tag!r} is neither a file nor a pretrained tag of {model_name}: "
-                f"set embed.pretrained to a local file, none, or one of {tags}"
+                f"set {setting} to a local file, none, or one of {tags}"
             )
         cached = cached_checkpoint(cfg)
         if cached is not None:
@@ -388,7 +399,7 @@ def load_clip(
             raise CVAEError(
                 f"CLIP weights {model_name}/{tag} are not cached and "
                 f"{HUB_HOST[0]} is unreachable: download the checkpoint on a "
-                "machine with network and set embed.pretrained: /path/to/file"
+                f"machine with network and set {setting} to /path/to/file"
             )
 
     with torch.random.fork_rng(devices=[]):

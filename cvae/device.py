@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cvae.errors import CVAEError
+from cvae.errors import CVAEError, UsageError
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -14,7 +14,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise CVAEError(f"device {device!r} unknown: use auto, cpu or cuda") from None
+        raise UsageError(f"device {device!r} unknown: use auto, cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CVAEError(f"device {device!r} but no CUDA GPU here: use auto or cpu")
     return dev

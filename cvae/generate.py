@@ -1,4 +1,8 @@
-"""Prompt -> images with a trained model file (label or CLIP conditioned)."""
+"""Prompt -> images with a trained model file (label or CLIP conditioned).
+
+Used by the ``cvae`` command: its messages name the command's options
+(``--clip-checkpoint``), not params.yaml keys.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,40 @@ import torch
 
 from cvae.checkpoint import load_model
 from cvae.device import resolve_device
-from cvae.errors import CVAEError
+from cvae.errors import CVAEError, UsageError
 from cvae.io import check_writable
 from cvae.sampling import generate, image_format, save_grid
 from cvae.text import CLASS_NAMES, prompt_to_label
+
+CLIP_OPTION = "--clip-checkpoint"  # the CLI's name for embed.pretrained
+
+
+def conditioned_on(meta: dict[str, Any]) -> str:
+    """What a model file is conditioned on, in words (for ``cvae info``/generate)."""
+    info = meta["info"]
+    kind = info.get("condition")
+    if kind == "label":
+        classes = info.get("classes", CLASS_NAMES)
+        return (
+            f"a Fashion-MNIST class label ({len(classes)} classes, "
+            f"{meta['config']['conditioning']}); the prompt is matched to a class"
+        )
+    if kind == "clip":
+        clip = info["clip"]
+        weights = "RANDOM weights" if clip.get("random_init") else clip["pretrained"]
+        on = info.get("condition_on", "text")
+        trained = (
+            "CLIP text embeddings of its captions (sentence-averaged)"
+            if on == "text"
+            else "CLIP image embeddings of its images"
+        )
+        return (
+            f"{trained}, {meta['config']['cond_dim']}-d, CLIP {clip['model']} "
+            f"({weights}), {meta['config']['conditioning']}; the prompt's CLIP text "
+            "embedding is the condition"
+            + (" (CLIP's shared text-image space)" if on == "image" else "")
+        )
+    return f"unknown condition type {kind!r}"
 
 
 def prompt_condition(
@@ -20,7 +54,7 @@ def prompt_condition(
     prompt: str,
     *,
     device: torch.device,
-    clip_checkpoint: str | None = None,
+    clip_checkpoint: str | None,
 ) -> tuple[torch.Tensor, str, list[str]]:
     """(condition tensor, description, warnings) of ``prompt`` for this model."""
     info = meta["info"]
@@ -35,7 +69,11 @@ def prompt_condition(
         clip = info["clip"]
         pretrained = clip_checkpoint or clip["pretrained"]
         enc = load_clip(
-            clip["model"], pretrained, device=str(device), seed=clip.get("seed", 0)
+            clip["model"],
+            pretrained,
+            device=str(device),
+            seed=clip.get("seed", 0),
+            setting=CLIP_OPTION,
         )
         trained = clip.get("sha256")  # of the weights the embeddings came from
         warnings = []
@@ -49,24 +87,23 @@ def prompt_condition(
             raise CVAEError(
                 f"CLIP weights {pretrained!r} ({got}) are not the ones this model "
                 f"was trained with (sha256 {trained[:12]}): pass that checkpoint "
-                "with --clip-checkpoint"
+                f"with {CLIP_OPTION}"
             )
         want = int(meta["config"]["cond_dim"])
         if enc.dim != want:
             raise CVAEError(
                 f"CLIP {clip['model']} with weights {pretrained!r} gives {enc.dim}-d "
                 f"vectors but the model takes {want}-d conditions: pass the CLIP "
-                "weights it was trained with (--clip-checkpoint)"
+                f"weights it was trained with ({CLIP_OPTION})"
             )
         vec = enc.embed_texts(
             [prompt], batch_size=32, normalize=clip.get("normalize", False)
         )
-        if enc.random_init:
-            warnings.append(
-                "CLIP is randomly initialised: the prompt embedding carries "
-                "no meaning; pass --clip-checkpoint /path/to/ViT-B-32.pt"
-            )
-        return torch.from_numpy(vec[0]), "CLIP text embedding", warnings
+        on = info.get("condition_on", "text")
+        desc = "the prompt's CLIP text embedding" + (
+            " (model trained on CLIP image embeddings)" if on == "image" else ""
+        )
+        return torch.from_numpy(vec[0]), desc, warnings
     raise CVAEError(f"model has unknown condition type {kind!r}: retrain it")
 
 
@@ -77,13 +114,21 @@ def generate_from_prompt(
     n: int,
     seed: int,
     out: str | os.PathLike,
-    nrow: int = 8,
-    device: str = "auto",
-    clip_checkpoint: str | None = None,
+    nrow: int,
+    device: str,
+    clip_checkpoint: str | None,
+    scale: int,
+    labels: bool,
 ) -> dict[str, Any]:
-    """Write a grid of ``n`` images for ``prompt``; returns what was conditioned on."""
+    """Write a grid of ``n`` images for ``prompt``; returns what was conditioned on.
+
+    ``scale``: nearest-neighbour upscaling of the grid; ``labels``: a title band
+    naming the prompt, the condition and the seed.
+    """
     if n < 1:
-        raise CVAEError(f"n must be >= 1, got {n}")
+        raise UsageError(f"n must be >= 1, got {n}")
+    if scale < 1:
+        raise UsageError(f"scale must be >= 1, got {scale}")
     image_format(out)  # an unknown extension fails before any work
     check_writable(out)
     dev = resolve_device(device)
@@ -92,5 +137,6 @@ def generate_from_prompt(
         meta, prompt, device=dev, clip_checkpoint=clip_checkpoint
     )
     images = generate(model, cond, n, seed=seed)
-    save_grid(images, out, nrow=nrow)
+    title = f"{prompt!r} -> {desc}, seed {seed}" if labels else None
+    save_grid(images, out, nrow=nrow, scale=scale, title=title)
     return {"condition": desc, "warnings": warnings}

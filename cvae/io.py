@@ -135,14 +135,22 @@ def split_record(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def write_record(
-    metrics: str | os.PathLike, info: str | os.PathLike | None, record: dict
+    metrics: str | os.PathLike,
+    info: str | os.PathLike | None,
+    record: dict,
+    *,
+    params: dict[str, Any] | None = None,
 ) -> None:
     """The numbers of ``record`` to ``metrics`` (a DVC metrics file), the rest to
-    ``info`` (an output beside it; skipped when None), both atomically."""
+    ``info`` (an output beside it; skipped when None), both atomically.
+
+    ``params``: the params the outputs came from ({dotted key: value}), kept whole
+    in ``info`` under "params" (numbers among them are settings, not metrics).
+    """
     numbers, rest = split_record(record)
     write_json(metrics, numbers)
     if info is not None:
-        write_json(info, rest)
+        write_json(info, rest | ({"params": params} if params is not None else {}))
 
 
 @contextlib.contextmanager

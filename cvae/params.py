@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from cvae.errors import CVAEError
+from cvae.errors import UsageError
 
 SIZES = (64, 128, 256)  # COCO image sides (3 / 4 / 5 conv blocks)
 SEED_MAX = 2**32 - 1  # every RNG the project seeds accepts [0, 2**32 - 1]
@@ -33,7 +33,7 @@ DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 FID_PROTOCOL_N = 10_000  # Fashion-MNIST FID protocol: samples per set
 
 
-class ParamsError(CVAEError):
+class ParamsError(UsageError):
     """params.yaml is missing, unreadable or breaks the schema (one line)."""
 
 

@@ -1,8 +1,9 @@
 """Paper-style tables (Table 1 and 2) from `dvc exp show --json` output.
 
-The library takes the parsed JSON (it never runs dvc); the CLI runs dvc. Every
-experiment, the workspace and the baseline commit become records; rows with
-identical params and metrics are shown once.
+The library takes the parsed JSON and the revisions' info files (it never runs
+dvc or git); the CLI runs them. Every experiment, the workspace and every commit
+become records; identical results are shown once, with all their names; a row
+whose outputs did not come from its revision's params is flagged stale.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import math
 import re
 from typing import Any
+
+from cvae.lineage import MISSING, differences, lookup
 
 # The paper's numbers (Table 1: Fashion-MNIST test set; Table 2: COCO).
 PAPER_TABLE1 = {
@@ -27,6 +30,9 @@ PAPER_TABLE2 = {
 START, END = "<!-- report:start -->", "<!-- report:end -->"
 
 
+INFO_FILES = ("info/fashion_fc.json", "info/fashion_conv.json", "info/coco.json")
+
+
 def _data(entry: dict[str, Any]) -> tuple[dict, dict]:
     """(params.yaml dict, {metrics file: dict}) of one exp-show revision."""
     data = entry.get("data") or {}
@@ -39,44 +45,52 @@ def _data(entry: dict[str, Any]) -> tuple[dict, dict]:
     return params, metrics
 
 
-def _name(entry: dict[str, Any]) -> str:
+def _label(entry: dict[str, Any], experiment: bool) -> str:
+    """How a row names its revision: the workspace, ``commit abc1234 (main)``,
+    or the experiment's name (``exp abc1234`` when it has none)."""
     rev = entry.get("rev", "")
-    return entry.get("name") or (rev if rev == "workspace" else rev[:7])
+    if rev == "workspace":
+        return "workspace"
+    if experiment:
+        return entry.get("name") or f"exp {rev[:7]}"
+    branch = entry.get("name")
+    return f"commit {rev[:7]}" + (f" ({branch})" if branch else "")
 
 
-def records(exp_show: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten `dvc exp show --json` into {name, params, metrics} records."""
+def records(
+    exp_show: list[dict[str, Any]],
+    infos: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Flatten `dvc exp show --json` into {name, rev, params, metrics, info}
+    records; ``infos`` maps a revision to its info files ({path: dict})."""
+    infos = infos or {}
     out = []
-    for entry in exp_show:
+
+    def add(entry: dict[str, Any], experiment: bool) -> None:
         params, metrics = _data(entry)
+        rev = entry.get("rev", "")
         out.append(
             {
-                "name": _name(entry),
+                "name": _label(entry, experiment),
+                "rev": rev,
                 "params": params,
                 "metrics": metrics,
+                "info": infos.get(rev, {}),
             }
         )
+
+    for entry in exp_show:
+        add(entry, experiment=False)
         for exp in entry.get("experiments") or []:
             for rev in exp.get("revs") or []:
-                params, metrics = _data(rev)
-                out.append(
-                    {
-                        "name": _name(rev),
-                        "params": params,
-                        "metrics": metrics,
-                    }
-                )
+                add(rev, experiment=True)
     return out
 
 
 def _param(rec: dict[str, Any], dotted: str) -> Any:
     """A params.yaml value of a record (None when absent)."""
-    node: Any = rec["params"]
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
+    value = lookup(rec["params"], dotted)
+    return None if value is MISSING else value
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -84,18 +98,56 @@ def _fmt(value: Any, digits: int = 4) -> str:
         return "—"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
+    if isinstance(value, list):
+        return "+".join(str(v) for v in value) or "—"
     return str(value)
 
 
-def _distinct(rows: list[list[str]]) -> list[list[str]]:
-    """Rows whose cells (the experiment name aside) were not shown already."""
-    seen: set[tuple[str, ...]] = set()
-    out = []
+def stale(rec: dict[str, Any], info_path: str) -> str:
+    """Whether a row's outputs came from its revision's params.
+
+    "no"; "?" when the outputs recorded no params (made before this check);
+    else the differing keys, ``key: params X, outputs Y``.
+    """
+    info = rec["info"].get(info_path)
+    if not info or not isinstance(info.get("params"), dict):
+        return "?"
+    diff = differences(info["params"], rec["params"])
+    if not diff:
+        return "no"
+    shown = [f"{k}: params {_fmt(a)}, outputs {_fmt(b)}" for k, (a, b) in diff.items()]
+    more = f" (+{len(shown) - 2} more)" if len(shown) > 2 else ""
+    return "**stale** " + "; ".join(shown[:2]) + more
+
+
+def _used(rec: dict[str, Any], info_path: str, dotted: str) -> Any:
+    """A param as the outputs used it (their info record), else the revision's."""
+    info = rec["info"].get(info_path) or {}
+    recorded = info.get("params")
+    if isinstance(recorded, dict) and dotted in recorded:
+        return recorded[dotted]
+    return _param(rec, dotted)
+
+
+def _merged(rows: list[list[str]]) -> list[list[str]]:
+    """One row per distinct result: rows whose cells (the name aside) are equal
+    are shown once, with all their names, in the order first seen."""
+    names: dict[tuple[str, ...], list[str]] = {}
     for row in rows:
-        if tuple(row[1:]) not in seen:
-            seen.add(tuple(row[1:]))
-            out.append(row)
-    return out
+        names.setdefault(tuple(row[1:]), []).append(row[0])
+    return [[_names(n), *cells] for cells, n in names.items()]
+
+
+def _names(labels: list[str]) -> str:
+    """The workspace and experiments by name; commits as ``commit a`` up to 3,
+    else ``N commits (first … last)`` (`dvc exp show -A` lists every commit)."""
+    commits = [x.removeprefix("commit ") for x in labels if x.startswith("commit ")]
+    others = [x for x in labels if not x.startswith("commit ")]
+    if len(commits) > 3:
+        others.append(f"{len(commits)} commits ({commits[0]} … {commits[-1]})")
+    else:
+        others += [f"commit {c}" for c in commits]
+    return ", ".join(others)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -112,26 +164,32 @@ def table1(recs: list[dict[str, Any]]) -> str:
             m = rec["metrics"].get(f"metrics/fashion_{arch}.json")
             if not m or "mse" not in m:
                 continue
+            info_path = f"info/fashion_{arch}.json"
+            info = rec["info"].get(info_path) or {}
             paper = PAPER_TABLE1[arch]
             rows.append(
                 [
                     rec["name"],
                     arch,
                     _fmt(
-                        _param(rec, f"fashion.model.{arch}.conditioning")
+                        info.get("conditioning")  # what the outputs used
+                        or _param(rec, f"fashion.model.{arch}.conditioning")
                         or m.get("conditioning")  # metrics before numbers-only
                     ),
                     _fmt(m.get("epochs")),
+                    _fmt(m.get("n_train") or _fashion_train_size(rec)),
                     _fmt(m["mse"]),
                     _fmt(paper["mse"]),
                     _fmt(m["ssim"]),
                     _fmt(m.get("ssim_valid")),
                     _fmt(paper["ssim"]),
-                    _fmt(m.get("fid_recon", m.get("fid"))),
-                    _fmt(m.get("fid_generate")),
-                    _fmt(m.get("fid_floor")),
-                    _fmt(paper["fid"]),
+                    _fmt(m.get("fid_recon", m.get("fid")), 2),
+                    _fmt(m.get("fid_generate"), 2),
+                    _fmt(m.get("fid_floor"), 2),
+                    _fmt(paper["fid"], 2),
                     _fmt(m.get("cond_accuracy"), 3),
+                    _fmt(m.get("classifier_test_accuracy"), 3),
+                    stale(rec, info_path),
                 ]
             )
     header = [
@@ -139,6 +197,7 @@ def table1(recs: list[dict[str, Any]]) -> str:
         "arch",
         "conditioning",
         "epochs",
+        "n train",
         "MSE",
         "paper MSE",
         "SSIM (full map)",
@@ -149,8 +208,30 @@ def table1(recs: list[dict[str, Any]]) -> str:
         "FID floor",
         "paper FID",
         "cond. acc.",
+        "classifier acc.",
+        "stale",
     ]
-    return _table(header, _distinct(rows))
+    return _table(header, _merged(rows))
+
+
+def _fashion_train_size(rec: dict[str, Any]) -> Any:
+    """Training-set size of records made before the evaluation reported it:
+    the fashion_data stage's count."""
+    return (rec["metrics"].get("metrics/fashion_data.json") or {}).get("train")
+
+
+def _clip_weights(rec: dict[str, Any], m: dict[str, Any]) -> str:
+    """The CLIP weights the outputs used: "random", or name and sha256 prefix."""
+    info = rec["info"].get("info/coco.json") or {}
+    random = info.get("clip_random_init", m.get("clip_random_init"))
+    name = info.get("clip_pretrained") or m.get("clip_pretrained")
+    if random is None and name is None:  # an old record: fall back to params
+        name = _param(rec, "embed.pretrained")
+        random = name in (None, "none")
+    if random:
+        return "random"
+    sha = info.get("clip_sha256")
+    return f"{name} ({sha[:12]})" if sha else f"{name} (sha256 unknown)"
 
 
 def table2(recs: list[dict[str, Any]]) -> str:
@@ -160,12 +241,14 @@ def table2(recs: list[dict[str, Any]]) -> str:
         m = rec["metrics"].get("metrics/coco.json")
         if not m or "mse" not in m:
             continue
-        # Strings live in params (metrics files hold numbers only; older
-        # experiments' metrics still carry them).
-        cond = _param(rec, "conditioning") or m.get("conditioning")
-        on = _param(rec, "condition_on") or m.get("condition_on")
-        weights = _param(rec, "embed.pretrained") or m.get("clip_pretrained")
-        random = weights in (None, "none") and m.get("clip_random_init", True)
+        info_path = "info/coco.json"
+        info = rec["info"].get(info_path) or {}
+        # Strings live in info and params (metrics files hold numbers only;
+        # older experiments' metrics still carry them).
+        cond = info.get("conditioning") or _param(rec, "conditioning")
+        cond = cond or m.get("conditioning")
+        on = info.get("condition_on") or _param(rec, "condition_on")
+        on = on or m.get("condition_on")
         paper = PAPER_TABLE2.get((m.get("size"), cond), {})
         rows.append(
             [
@@ -173,6 +256,9 @@ def table2(recs: list[dict[str, Any]]) -> str:
                 _fmt(m.get("size")),
                 _fmt(cond),
                 _fmt(on),
+                _fmt(_used(rec, info_path, "filter.subsets")),
+                _fmt(m.get("epochs")),
+                _fmt(m.get("n_train")),
                 _fmt(m.get("n")),
                 _fmt(m["mse"], 2),
                 _fmt(paper.get("mse"), 2),
@@ -183,16 +269,20 @@ def table2(recs: list[dict[str, Any]]) -> str:
                 _fmt(paper.get("fid"), 2),
                 _fmt(m.get("clip_score_generated"), 2),
                 _fmt(m.get("clip_score_real"), 2),
-                "random" if random else _fmt(weights),
+                _clip_weights(rec, m),
+                stale(rec, info_path),
             ]
         )
     # By size (as a number), conditioning, condition_on, experiment.
-    rows.sort(key=lambda r: (int(r[1]) if r[1].isdigit() else 0, r[2], r[3], r[0]))
+    rows.sort(key=lambda r: (int(r[1]) if r[1].isdigit() else 0, r[2], r[3]))
     header = [
         "exp",
         "size",
         "conditioning",
         "condition on",
+        "subsets",
+        "epochs",
+        "n train",
         "n val",
         "MSE",
         "paper MSE",
@@ -204,20 +294,35 @@ def table2(recs: list[dict[str, Any]]) -> str:
         "CLIP score gen",
         "CLIP score real",
         "CLIP weights",
+        "stale",
     ]
-    return _table(header, _distinct(rows))
+    return _table(header, _merged(rows))
 
 
-def report(exp_show: list[dict[str, Any]]) -> str:
-    """Both tables as markdown."""
-    recs = records(exp_show)
+def report(
+    exp_show: list[dict[str, Any]],
+    infos: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """Both tables as markdown (``infos``: see :func:`records`)."""
+    recs = records(exp_show, infos)
     return (
         "**Table 1 — Fashion-MNIST (10k test set)**\n\n"
         + table1(recs)
         + "\n\n**Table 2 — COCO (held-out split)**\n\n"
         + table2(recs)
-        + "\n"
+        + "\n\n"
+        + LEGEND
     )
+
+
+LEGEND = (
+    "Rows: `workspace`, `commit <sha> (<branch>)`, or an experiment's name; one "
+    "row per distinct result, with every revision that holds it. *stale*: "
+    "whether the outputs came from the revision's params (the evaluation "
+    "records the params of its whole lineage): `no`, `?` (outputs made before "
+    "this record existed), or the keys that differ. *classifier acc.*: test "
+    "accuracy of the classifier that scored *cond. acc.*\n"
+)
 
 
 def splice(document: str, body: str) -> str:

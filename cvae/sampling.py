@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torchvision.utils import make_grid, save_image
 
-from cvae.errors import CVAEError
+from cvae.errors import UsageError
 from cvae.io import atomic_path
 from cvae.models import ConditionalVAE
 from cvae.train import to_float_images
@@ -73,7 +73,7 @@ def image_format(path: str | os.PathLike) -> str:
     """The PIL format a file name's extension names (one-line error otherwise)."""
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in IMAGE_FORMATS:
-        raise CVAEError(
+        raise UsageError(
             f"{path}: unknown image extension {ext or '(none)'!r}: use one of "
             f"{', '.join(IMAGE_FORMATS)}"
         )
@@ -91,21 +91,35 @@ def save_grid(
     nrow: int = 8,
     row_labels: list[str] | None = None,
     label_width: int = 0,
+    scale: int = 1,
+    title: str | None = None,
 ) -> None:
     """Write images (N, C, H, W) in [0, 1] as one grid, atomically, in the format
     the extension names (.png, .jpg/.jpeg, .webp).
 
     ``row_labels``: one text per grid row (class names, prompts, "original"),
     written word-wrapped in a white column ``label_width`` pixels wide on the left.
+    ``scale``: every pixel of the grid repeated ``scale`` x ``scale`` times
+    (nearest neighbour: no new pixel values, 28 px tiles stay crisp).
+    ``title``: a word-wrapped line of text in a white band above the grid.
     """
+    if scale < 1:
+        raise UsageError(f"scale must be >= 1, got {scale}")
     fmt = image_format(path)
     grid = make_grid(images.clamp(0, 1), nrow=nrow, padding=GRID_PADDING, pad_value=1.0)
-    if row_labels is None:
+    grid = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    if row_labels is None and title is None:
         with atomic_path(path) as tmp:
             save_image(grid, tmp, format=fmt)
         return
-    tile = images.shape[-2]  # tile height
-    picture = labelled(to_pil(grid), row_labels, tile=tile, width=label_width)
+    picture = to_pil(grid)
+    if row_labels is not None:
+        tile = images.shape[-2] * scale  # tile height
+        picture = labelled(
+            picture, row_labels, tile=tile, width=label_width, pad=GRID_PADDING * scale
+        )
+    if title is not None:
+        picture = titled(picture, title)
     with atomic_path(path) as tmp:
         picture.save(tmp, format=fmt)
 
@@ -118,9 +132,10 @@ def to_pil(grid: torch.Tensor):
     return Image.fromarray(arr.to("cpu", torch.uint8).numpy()).convert("RGB")
 
 
-def labelled(picture, labels: list[str], *, tile: int, width: int):
-    """``picture`` (a grid of rows ``tile`` px high) with ``labels`` in a column
-    on its left, one per row, word-wrapped to ``width`` and clipped to the row."""
+def labelled(picture, labels: list[str], *, tile: int, width: int, pad: int):
+    """``picture`` (a grid of rows ``tile`` px high, ``pad`` px apart) with
+    ``labels`` in a column on its left, one per row, word-wrapped to ``width``
+    and clipped to the row."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=LABEL_FONT_SIZE)
@@ -129,10 +144,28 @@ def labelled(picture, labels: list[str], *, tile: int, width: int):
     draw = ImageDraw.Draw(out)
     line_h = LABEL_FONT_SIZE + 1
     for row, text in enumerate(labels):
-        top = GRID_PADDING + row * (tile + GRID_PADDING)
+        top = pad + row * (tile + pad)
         lines = wrap(text, font, width - 2 * GRID_PADDING)[: max(1, tile // line_h)]
         for i, line in enumerate(lines):
             draw.text((GRID_PADDING, top + i * line_h), line, fill="black", font=font)
+    return out
+
+
+def titled(picture, text: str):
+    """``picture`` below a white band holding ``text``, word-wrapped to its width."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=LABEL_FONT_SIZE)
+    line_h = LABEL_FONT_SIZE + 1
+    lines = wrap(text, font, picture.width - 2 * GRID_PADDING)
+    band = 2 * GRID_PADDING + line_h * len(lines)
+    out = Image.new("RGB", (picture.width, band + picture.height), "white")
+    out.paste(picture, (0, band))
+    draw = ImageDraw.Draw(out)
+    for i, line in enumerate(lines):
+        draw.text(
+            (GRID_PADDING, GRID_PADDING + i * line_h), line, fill="black", font=font
+        )
     return out
 
 

@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from cvae.errors import CVAEError
+from cvae.errors import UsageError
 
 # Fashion-MNIST label order (Xiao et al., 2017).
 CLASS_NAMES: tuple[str, ...] = (
@@ -104,17 +104,17 @@ def prompt_to_label(prompt: str) -> int:
     7
     """
     if not prompt or not prompt.strip():
-        raise CVAEError("empty prompt: name a clothing item, e.g. 'Make a dress'")
+        raise UsageError("empty prompt: name a clothing item, e.g. 'Make a dress'")
     hits = find_classes(prompt)
     labels = sorted({label for _, label in hits})
     if not labels:
-        raise CVAEError(
+        raise UsageError(
             f"no Fashion-MNIST class in {prompt!r}: use one of "
             + ", ".join(known_words())
         )
     if len(labels) > 1:
         named = ", ".join(f"{text!r}->{CLASS_NAMES[lab]}" for text, lab in hits)
-        raise CVAEError(
+        raise UsageError(
             f"prompt {prompt!r} names more than one class ({named}): name one item"
         )
     return labels[0]

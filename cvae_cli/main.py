@@ -1,18 +1,28 @@
 """`cvae` command: generate images from text with a trained model.
 
-cvae generate "Make a dress" --n 16 --seed 0 --out dress.png
-cvae generate "Cows grazing on a green hillside. The sky is blue." --model coco
+cvae generate "Make a dress" -n 16 -s 0 -o dress.png
+cvae generate "Cows grazing on a green hillside. The sky is blue." -m coco
+
+Exit status: 0 on success, 1 on a runtime error (a missing model, weights that
+do not match), 2 on a usage error (a bad option or prompt), as click does.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
-from cvae.errors import CVAEError
+import cvae
+from cvae.errors import CVAEError, UsageError, exit_code
 from cvae.params import SEED_MAX
+
+DIST = "cvae-t2i"  # the distribution name on the package index
 
 app = typer.Typer(
     add_completion=False,
@@ -21,47 +31,119 @@ app = typer.Typer(
     help="Conditional VAEs for text-to-image generation.",
 )
 
-# Model names -> files the pipeline writes (relative to the project root).
+# Model names -> (file the pipeline writes, relative to the project root; the
+# DVC stage that trains it).
 MODELS = {
-    "fashion": Path("data/fashion/conv/model.safetensors"),
-    "fashion-conv": Path("data/fashion/conv/model.safetensors"),
-    "fashion-fc": Path("data/fashion/fc/model.safetensors"),
-    "coco": Path("data/coco/model.safetensors"),
+    "fashion": ("data/fashion/conv/model.safetensors", "fashion_train@conv"),
+    "fashion-conv": ("data/fashion/conv/model.safetensors", "fashion_train@conv"),
+    "fashion-fc": ("data/fashion/fc/model.safetensors", "fashion_train@fc"),
+    "coco": ("data/coco/model.safetensors", "coco_train"),
 }
+QUICK_START = "dvc exp run -n quick -S fashion.train.epochs=2 fashion_train@conv"
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The cvae project holding ``start`` (or the current folder): the nearest
+    folder upwards with a dvc.yaml beside a .dvc folder; else the checkout this
+    command is installed from (an editable install); else None."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() and (folder / ".dvc").is_dir():
+            return folder
+    source = Path(__file__).resolve().parents[1]
+    return source if (source / "dvc.yaml").is_file() else None
 
 
 def resolve_model(model: str) -> Path:
-    """A model name from MODELS or a path to a .safetensors file."""
+    """A model name from MODELS (under the project root) or a .safetensors path."""
     if model in MODELS:
-        return MODELS[model]
-    path = Path(model)
-    if path.suffix == ".safetensors" or path.exists():
+        rel, stage = MODELS[model]
+        root = project_root()
+        if root is None:
+            raise UsageError(
+                f"model {model!r} names a file of a cvae project, but none holds "
+                f"{Path.cwd()}: cd into the project or pass a .safetensors path"
+            )
+        path = root / rel
+        if not path.is_file():
+            quick = (
+                f", or a first model in about a minute: {QUICK_START}"
+                if stage == "fashion_train@conv"
+                else ""
+            )
+            raise CVAEError(
+                f"model {model!r} is not trained yet ({path} missing): run "
+                f"`dvc repro {stage}` in {root}{quick}"
+            )
         return path
-    raise CVAEError(
+    path = Path(model)
+    if path.is_file():
+        return path
+    if path.suffix == ".safetensors":
+        raise CVAEError(
+            f"model file {path} not found: check the path, or use one of "
+            f"{sorted(MODELS)}"
+        )
+    raise UsageError(
         f"unknown model {model!r}: use one of {sorted(MODELS)} or a file path"
     )
 
 
-def _fail(e: CVAEError) -> None:
+def _fail(e: CVAEError) -> NoReturn:
     typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(exit_code(e))
+
+
+def _version(value: bool) -> None:
+    if value:
+        import torch
+
+        typer.echo(f"{DIST} {cvae.__version__} (torch {torch.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_version,
+        is_eager=True,
+        help="print the version and exit",
+    ),
+) -> None:
+    """Conditional VAEs for text-to-image generation."""
 
 
 @app.command()
 def generate(
     prompt: str = typer.Argument(..., help="text, e.g. 'Make a dress'"),
-    model: str = typer.Option("fashion", help=f"one of {sorted(MODELS)} or a path"),
-    n: int = typer.Option(16, "--n", min=1, max=1024, help="number of images"),
+    model: str = typer.Option(
+        "fashion", "--model", "-m", help=f"one of {sorted(MODELS)} or a path"
+    ),
+    n: int = typer.Option(16, "--n", "-n", min=1, max=1024, help="number of images"),
     seed: int = typer.Option(
         0,
+        "--seed",
+        "-s",
         min=0,
         max=SEED_MAX,
         help="noise seed: the same seed gives the same images",
     ),
     out: Path = typer.Option(
-        Path("generated.png"), help="output grid: .png, .jpg or .webp (by extension)"
+        Path("generated.png"),
+        "--out",
+        "-o",
+        help="output grid: .png, .jpg or .webp (by extension)",
     ),
     nrow: int = typer.Option(8, min=1, help="images per grid row"),
+    scale: int = typer.Option(
+        1, min=1, max=32, help="upscale the grid k times (nearest neighbour)"
+    ),
+    labels: bool = typer.Option(
+        False, "--labels/--no-labels", help="a title naming prompt, condition, seed"
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     clip_checkpoint: str = typer.Option(
         None,
@@ -72,9 +154,8 @@ def generate(
     from cvae.generate import generate_from_prompt
 
     try:
-        path = resolve_model(model)
         info = generate_from_prompt(
-            path,
+            resolve_model(model),
             prompt,
             n=n,
             seed=seed,
@@ -82,6 +163,8 @@ def generate(
             nrow=nrow,
             device=device,
             clip_checkpoint=clip_checkpoint,
+            scale=scale,
+            labels=labels,
         )
     except CVAEError as e:
         _fail(e)
@@ -92,61 +175,71 @@ def generate(
 
 @app.command()
 def info(model: str = typer.Argument("fashion", help="model name or path")) -> None:
-    """Print a model file's architecture and config."""
-    import json
-
+    """Print a model file's architecture, config and what it is conditioned on."""
     from cvae.checkpoint import read_metadata
+    from cvae.generate import conditioned_on
 
     try:
         meta = read_metadata(resolve_model(model))
     except CVAEError as e:
         _fail(e)
-    json.dump(meta, sys.stdout, indent=2)
+    json.dump({"conditioned_on": conditioned_on(meta), **meta}, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def _exp_show(all_commits: bool) -> str:
+    """`dvc exp show --json` of the project (``-A``: every commit), or a
+    one-line error."""
+    dvc = shutil.which("dvc")
+    if dvc is None:
+        raise CVAEError(
+            "dvc not found on PATH: activate the project's environment "
+            "(. .venv/bin/activate) or pass --exp-json"
+        )
+    cmd = [dvc, "exp", "show", "--json"] + (["--all-commits"] if all_commits else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=project_root())
+    if r.returncode != 0:
+        raise CVAEError(f"`dvc exp show --json` failed: {r.stderr.strip()[:200]}")
+    return r.stdout
 
 
 @app.command()
 def report(
     exp_json: Path = typer.Option(
-        None,
-        help="saved `dvc exp show -A --json` output (default: run it here; -A "
-        "includes experiments made on earlier commits)",
+        None, help="saved `dvc exp show --json` output (default: run it here)"
     ),
-    out: Path = typer.Option(None, help="write the markdown to this file"),
+    all_commits: bool = typer.Option(
+        False,
+        "--all-commits",
+        "-A",
+        help="every commit and its experiments (default: the workspace, HEAD and "
+        "HEAD's experiments)",
+    ),
+    out: Path = typer.Option(None, "--out", "-o", help="write the markdown here"),
     readme: Path = typer.Option(
         None, help="replace the report section of this README (between markers)"
     ),
 ) -> None:
     """Paper-style Table 1 and 2 of every experiment, our numbers beside the paper's."""
-    import json
-    import subprocess
-
     from cvae.io import atomic_open
     from cvae.report import report as make_report
     from cvae.report import splice
+    from cvae_cli.revisions import info_files
 
     try:
         if exp_json is not None:
             if not exp_json.is_file():
-                raise CVAEError(
+                raise UsageError(
                     f"{exp_json} not found: save `dvc exp show --json` first"
                 )
             raw = exp_json.read_text()
         else:
-            r = subprocess.run(
-                ["dvc", "exp", "show", "--all-commits", "--json"],
-                capture_output=True,
-                text=True,
-            )
-            if r.returncode != 0:
-                raise CVAEError(
-                    f"`dvc exp show -A --json` failed: {r.stderr.strip()[:200]}"
-                )
-            raw = r.stdout
+            raw = _exp_show(all_commits)
         try:
-            md = make_report(json.loads(raw))
+            exp_show = json.loads(raw)
         except json.JSONDecodeError as e:
             raise CVAEError(f"experiment JSON is not valid ({e}): re-create it") from e
+        md = make_report(exp_show, info_files(exp_show, project_root()))
         if readme is not None:
             try:
                 text = splice(readme.read_text(), md.rstrip("\n"))

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cvae.errors import CVAEError
+from cvae.errors import RUNTIME_EXIT, CVAEError, exit_code
 from cvae.io import atomic_dir
 from cvae.params import Params, load_params
 
@@ -51,7 +51,8 @@ def load(path: Path) -> Params:
 
 def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a stage ``main``: a CVAEError or an OSError (disk full, read-only
-    folder) becomes one line on stderr and exit 2;
+    folder) becomes one line on stderr and exit 2 (bad params) or 1 (anything
+    else, :func:`cvae.errors.exit_code`);
     a torchrun process group the stage joined (``cvae.distributed``) is left."""
 
     @functools.wraps(fn)
@@ -60,7 +61,7 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except CVAEError as e:
             print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(exit_code(e)) from None
         except OSError as e:  # disk full, read-only folder, ... mid-write
             where = f" on {e.filename}" if e.filename else ""
             fix = (
@@ -69,7 +70,7 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
                 else ""
             )
             print(f"error: I/O failed{where}: {e.strerror or e}{fix}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(RUNTIME_EXIT) from None
         finally:
             if "torch.distributed" in sys.modules:  # a group needs it imported
                 from cvae import distributed

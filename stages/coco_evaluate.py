@@ -26,6 +26,7 @@ from cvae.evaluation import (
 )
 from cvae.fid import FID
 from cvae.io import check_writable, write_record
+from cvae.lineage import flat_params
 from cvae.longtext import LongTextData, load_longtext
 from cvae.params import (
     FID_PROTOCOL_N,  # below it, FID is biased upward
@@ -106,6 +107,24 @@ def coco_fid(
 
 
 LABELS_PX = 160  # width of the grids' label column (prompts, word-wrapped)
+
+# The params behind this stage's outputs: its own and its ancestors' in dvc.yaml
+# (tests/test_dvc_yaml.py checks the list), recorded in the info file so a report
+# can tell outputs that are not from their revision's params.
+LINEAGE = (
+    "cpu_threads",
+    "coco_data",
+    "filter",
+    "size",
+    "shard.shard_size",
+    "shard.image_format",
+    "embed",
+    "conditioning",
+    "condition_on",
+    "coco.model",
+    "coco.train",
+    "coco.evaluate",
+)
 
 
 def evaluate_coco(
@@ -209,6 +228,7 @@ def evaluate_coco(
             "n_train": info.get("n_train"),
             "clip_model": clip["model"],
             "clip_pretrained": clip["pretrained"],
+            "clip_sha256": clip.get("sha256"),
             "clip_random_init": bool(clip.get("random_init")),
             "prompts": prompts,
         }
@@ -235,11 +255,18 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(metrics, recon_grid, gen_grid, info)  # before any work
-    p = load(params).coco.evaluate
+    p = load(params)
     m = evaluate_coco(
-        p, shards, text_emb, image_emb, model, recon_grid, gen_grid, fid_weights
+        p.coco.evaluate,
+        shards,
+        text_emb,
+        image_emb,
+        model,
+        recon_grid,
+        gen_grid,
+        fid_weights,
     )
-    write_record(metrics, info, m)
+    write_record(metrics, info, m, params=flat_params(p, LINEAGE))
     fid = (
         f", FID recon {m['fid_recon']:.1f} gen {m['fid_generate']:.1f} (n={m['fid_n']})"
         if m.get("fid_recon") is not None

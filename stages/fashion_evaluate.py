@@ -20,6 +20,7 @@ from cvae.evaluation import (
 )
 from cvae.fid import FID
 from cvae.io import check_writable, write_record
+from cvae.lineage import flat_params
 from cvae.params import FashionEvaluate, FidParams
 from cvae.sampling import save_grid
 from cvae.text import by_class
@@ -28,6 +29,19 @@ from stages._common import Info, load, stage_main
 from stages.fashion_fid_ref import load_reference
 
 LABELS_PX = 84  # width of the grids' label column (class names)
+
+# The params behind this stage's outputs: its own and its ancestors' in dvc.yaml
+# (tests/test_dvc_yaml.py checks the list). Recorded in the info file, so a
+# report can tell outputs that are not from their revision's params.
+LINEAGE = (
+    "cpu_threads",
+    "fashion.data",
+    "fashion.classifier",
+    "fashion.model.{arch}",
+    "fashion.train",
+    "fashion.evaluate",
+    "fashion.fid",
+)
 
 
 def evaluate_fashion(
@@ -70,6 +84,7 @@ def evaluate_fashion(
             "arch": meta["arch"],
             "conditioning": meta["config"]["conditioning"],
             "epochs": meta["info"].get("epochs"),
+            "n_train": meta["info"].get("n_train"),
             "fid_recon": None,  # null when FID is off (samples: 0); never a fake value
             "fid_generate": None,
         }
@@ -125,7 +140,8 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(metrics, recon_grid, gen_grid, info)  # before any work
-    section = load(params).fashion
+    p = load(params)
+    section = p.fashion
     m = evaluate_fashion(
         section.evaluate,
         data,
@@ -137,7 +153,8 @@ def main(
         fid_ref=fid_ref,
         classifier=classifier,
     )
-    write_record(metrics, info, m)
+    lineage = [key.format(arch=m["arch"]) for key in LINEAGE]
+    write_record(metrics, info, m, params=flat_params(p, lineage))
     fid = (
         f", FID recon {m['fid_recon']:.2f} gen {m['fid_generate']:.2f}"
         if (m["fid_recon"] is not None)

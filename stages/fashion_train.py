@@ -58,6 +58,7 @@ def train_fashion(
         "classes": list(CLASS_NAMES),
         "dataset": "fashion-mnist",
         "epochs": tcfg.epochs,
+        "n_train": len(images),
         "run_id": run_id,
     }
     save_model(model_out, trainer.model, arch, info)

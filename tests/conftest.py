@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from typer.models import OptionInfo
 
+from cvae.errors import RUNTIME_EXIT
 from cvae.params import (
     Fashion,
     FashionData,
@@ -208,12 +209,19 @@ def call(main: Callable[..., Any], **kw: Any) -> Any:
     return main(**kw)
 
 
-def fails(capsys: pytest.CaptureFixture, main: Callable[..., Any], **kw: Any) -> str:
-    """Run a stage main that must exit 2; return its stderr."""
+def fails(
+    capsys: pytest.CaptureFixture,
+    main: Callable[..., Any],
+    *,
+    code: int = RUNTIME_EXIT,
+    **kw: Any,
+) -> str:
+    """Run a stage main that must exit with ``code`` (1: runtime error, 2: bad
+    params); return its stderr."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         call(main, **kw)
-    assert e.value.code == 2
+    assert e.value.code == code
     return capsys.readouterr().err
 
 

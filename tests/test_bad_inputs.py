@@ -150,7 +150,7 @@ def stamped(tmp_path: Path) -> tuple[Path, bytes]:
 def test_bad_param(tmp_path, capsys, stamped, key, value, message) -> None:
     bad = tmp_path / "params.yaml"
     bad.write_text(dump_yaml(mutate(repo_params(), key, value)))
-    err = one_line(fails(capsys, check_params.main, out=stamped[0], params=bad))
+    err = one_line(fails(capsys, check_params.main, code=2, out=stamped[0], params=bad))
     assert f"error: {bad}: " in err and message in err
     assert stamped[0].read_bytes() == stamped[1]
 
@@ -159,13 +159,19 @@ def test_bad_param(tmp_path, capsys, stamped, key, value, message) -> None:
 def test_broken_params_file(tmp_path, capsys, stamped, text, message) -> None:
     bad = tmp_path / "params.yaml"
     bad.write_bytes(text)
-    err = one_line(fails(capsys, check_params.main, out=stamped[0], params=bad))
+    err = one_line(fails(capsys, check_params.main, code=2, out=stamped[0], params=bad))
     assert message in err and stamped[0].read_bytes() == stamped[1]
 
 
 def test_missing_params_file(tmp_path, capsys, stamped) -> None:
     err = one_line(
-        fails(capsys, check_params.main, out=stamped[0], params=tmp_path / "no.yaml")
+        fails(
+            capsys,
+            check_params.main,
+            code=2,
+            out=stamped[0],
+            params=tmp_path / "no.yaml",
+        )
     )
     assert "no.yaml not found: run from the project root" in err
 
@@ -189,7 +195,7 @@ def test_every_stage_refuses_bad_params_before_touching_outputs(
             ),
         ),
     ):
-        err = one_line(fails(capsys, main, params=bad, **args, **kw))
+        err = one_line(fails(capsys, main, code=2, params=bad, **args, **kw))
         assert "fashion.train.epochs = 1.5: an integer is required" in err
         assert snapshot(out) == before
 
@@ -395,7 +401,7 @@ def test_model_width_is_checked_at_load(coco, tmp_path, capsys) -> None:
         app,
         ["generate", "A cow.", "--model", str(wrong), "--out", str(tmp_path / "x.png")],
     )
-    assert r.exit_code == 2 and "gives 512-d vectors but the model takes" in r.output
+    assert r.exit_code == 1 and "gives 512-d vectors but the model takes" in r.output
     assert not (tmp_path / "x.png").exists()
 
 
@@ -411,33 +417,36 @@ def test_non_finite_weights_are_not_saved(tmp_path) -> None:
 
 
 # -- CLI arguments -------------------------------------------------------------------
-CLI_CASES = [
-    (["--seed", str(2**64)], "Invalid value for '--seed'"),
-    (["--seed", "-1"], "Invalid value for '--seed'"),
-    (["--n", "0"], "Invalid value for '--n'"),
-    (["--out", "grid.gif"], "unknown image extension '.gif'"),
-    (["--out", "blocker/grid.png"], "cannot write"),
-    (["--model", "no-such-model"], "unknown model 'no-such-model'"),
-    (["--device", "gpu"], "device 'gpu' unknown"),
-    (["--model", "NAN"], "holds NaN or Inf"),
+CLI_CASES = [  # (arguments, message, exit status: 2 usage, 1 runtime)
+    (["--seed", str(2**64)], "Invalid value for '--seed'", 2),
+    (["-s", "-1"], "Invalid value for '--seed' / '-s'", 2),
+    (["-n", "0"], "Invalid value for '--n' / '-n'", 2),
+    (["--scale", "0"], "Invalid value for '--scale'", 2),
+    (["-o", "grid.gif"], "unknown image extension '.gif'", 2),
+    (["--out", "blocker/grid.png"], "cannot write", 1),
+    (["-m", "no-such-model"], "unknown model 'no-such-model'", 2),
+    (["--device", "gpu"], "device 'gpu' unknown", 2),
+    (["--model", "NAN"], "holds NaN or Inf", 1),
 ]
 
 
 @pytest.mark.parametrize(
-    "args, message", CLI_CASES, ids=[" ".join(c[0]) for c in CLI_CASES]
+    "args, message, code", CLI_CASES, ids=[" ".join(c[0]) for c in CLI_CASES]
 )
-def test_bad_cli_arguments(fashion_model, tmp_path, monkeypatch, args, message) -> None:
+def test_bad_cli_arguments(
+    fashion_model, tmp_path, monkeypatch, args, message, code
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "blocker").write_text("a file")
     nan_weights(fashion_model, tmp_path / "nan.safetensors")
     args = [str(tmp_path / "nan.safetensors") if a == "NAN" else a for a in args]
-    if "--model" not in args:
+    if not {"--model", "-m"} & set(args):
         args += ["--model", str(fashion_model)]
-    if "--out" not in args:
+    if not {"--out", "-o"} & set(args):
         args += ["--out", "grid.png"]
     before = snapshot(tmp_path)
     r = CliRunner().invoke(app, ["generate", "a dress", *args])
-    assert r.exit_code == 2 and message in r.output, r.output
+    assert r.exit_code == code and message in r.output, r.output
     errors = [x for x in r.output.splitlines() if x.lower().startswith("error")]
     assert len(errors) == 1 and "Traceback" not in r.output
     assert snapshot(tmp_path) == before  # nothing written, nothing changed

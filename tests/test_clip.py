@@ -142,7 +142,7 @@ def test_pretrained_errors_are_fast(
     monkeypatch.setattr(clip, "cached_checkpoint", lambda cfg: None)
     monkeypatch.setattr(clip, "network_available", lambda *a, **k: False)
     start = time.monotonic()
-    with pytest.raises(CVAEError, match=r"set embed.pretrained: /path/to/file"):
+    with pytest.raises(CVAEError, match=r"set embed.pretrained to /path/to/file"):
         load_clip("ViT-B-32", "openai")
     assert time.monotonic() - start < 5
     with pytest.raises(CVAEError, match="not found"):

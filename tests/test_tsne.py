@@ -119,7 +119,7 @@ def test_stage_refuses_a_non_conv_model(tmp_path, tiny_fashion, capsys) -> None:
             metrics=tmp_path / "m.json",
             params=_params(tmp_path),
         )
-    assert e.value.code == 2
+    assert e.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "expected 'conv'" in err
     assert not (tmp_path / "p.png").exists()

@@ -1,0 +1,76 @@
+"""Which params an output came from, and whether a revision's params still match.
+
+An evaluation stage records ``flat_params(params, LINEAGE)`` (its own params and
+its ancestors' in dvc.yaml) in its info file. A report then compares that record
+with the params.yaml of the revision holding the output: a difference means the
+output was not produced from that revision's params (a stage left out of a
+targeted `dvc exp run`, outputs committed by hand), so its numbers are stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel
+
+MISSING = "(absent)"  # how a key one side lacks is shown
+
+
+def flat_params(params: BaseModel, keys: Iterable[str]) -> dict[str, Any]:
+    """{dotted leaf key: value} of the params under each dotted ``key`` (a
+    section or a leaf), sorted, with values as in params.yaml (lists, not tuples)."""
+    data = params.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for key in keys:
+        node: Any = data
+        for part in key.split("."):
+            node = node[part]  # KeyError: a LINEAGE entry the schema lacks (a bug)
+        _flatten(node, key, out)
+    return dict(sorted(out.items()))
+
+
+def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _flatten(v, f"{prefix}.{k}", out)
+    else:
+        out[prefix] = node
+
+
+def lookup(params: dict[str, Any], dotted: str) -> Any:
+    """The value at ``dotted`` in a nested params mapping, or MISSING."""
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def differences(
+    recorded: dict[str, Any], params: dict[str, Any]
+) -> dict[str, tuple[Any, Any]]:
+    """{key: (value in params, value the output came from)} where they differ.
+
+    Numbers compare by value (YAML ``1e-3`` and ``0.001`` are one value; an int
+    and the same float are one value), everything else by equality.
+    """
+    out = {}
+    for key, was in recorded.items():
+        now = lookup(params, key)
+        if not _same(now, was):
+            out[key] = (now, was)
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
