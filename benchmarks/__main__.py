@@ -19,12 +19,22 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.memory import TreePeak
+
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [  # (what, ours, baseline, unit key)
     ("training loop", "train_ours", "train_seed", "images_per_s"),
     ("shard stage", "shard_ours", "shard_naive", "images_per_s"),
     ("embed stage, captions", "embed_ours", "embed_naive", "captions_per_s"),
     ("embed stage, images", "embed_ours", "embed_naive", "images_per_s"),
+    ("embed, captions vs 77-token", "embed_ours", "embed_padded", "captions_per_s"),
+    ("embed, images vs in-process", "embed_ours", "embed_padded", "images_per_s"),
+    (
+        "embed, image + 5 captions vs before trimming",
+        "embed_ours",
+        "embed_padded",
+        "images_with_captions_per_s",
+    ),
 ]
 
 
@@ -42,12 +52,15 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         str(args.batch_size),
     ]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
-    if r.returncode != 0 or not lines:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=pipe, stderr=pipe, text=True)
+    with TreePeak(proc.pid) as peak:  # the case, its workers and children
+        stdout, stderr = proc.communicate()
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
         sys.exit(f"benchmark case {name} failed: {tail[0]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    return json.loads(lines[-1][len("RESULT ") :]) | {"peak_tree_mib": peak.mib}
 
 
 def fmt(v: float | None, spec: str = ".1f") -> str:
@@ -61,7 +74,8 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
         f"{os.cpu_count()} logical CPUs), {args.size} px, batch {args.batch_size}, "
         f"{args.steps}+ training steps per loop, COCO sample "
         f"({time.strftime('%Y-%m-%d')}).\n\n"
-        "| what | ours | seed-style / naive | ratio | peak RSS MiB ours / base "
+        "| what | ours | seed-style / naive | ratio | peak RSS MiB (process tree) "
+        "ours / base "
         "| peak CUDA MiB ours / base | GPU busy ours / base |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     )
@@ -72,7 +86,7 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
         rows.append(
             f"| {what} | {o[key]:.1f} {unit} | {b[key]:.1f} {unit} "
             f"| **{o[key] / b[key]:.1f}x** "
-            f"| {o['peak_rss_mib']:.0f} / {b['peak_rss_mib']:.0f} "
+            f"| {o['peak_tree_mib']:.0f} / {b['peak_tree_mib']:.0f} "
             f"| {fmt(o.get('peak_cuda_mib'), '.0f')} / "
             f"{fmt(b.get('peak_cuda_mib'), '.0f')} "
             f"| {fmt(o.get('gpu_busy'), '.2f')} / {fmt(b.get('gpu_busy'), '.2f')} |"
@@ -109,6 +123,7 @@ def main() -> None:
         "shard_naive",
         "embed_ours",
         "embed_naive",
+        "embed_padded",
     ):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = run_one(name, args)

@@ -119,7 +119,7 @@ def gpu_busy(device: torch.device, fn: Callable[[], None]) -> float | None:
 
 # --------------------------------------------------------------------------- train
 def train_ours(device: torch.device, size: int, steps: int, batch_size: int) -> dict:
-    from cvae.clip import load_clip
+    from cvae.clip_weights import load_clip
     from cvae.longtext import CaptionChoice
     from cvae.models import build_model
     from cvae.shards import center_crop_resize, load_rgb
@@ -196,7 +196,8 @@ def train_seed(device: torch.device, size: int, steps: int, batch_size: int) -> 
     """Seed 000's loop: PIL decode per step, CLIP per sentence per step, fp32."""
     from PIL import Image
 
-    from cvae.clip import load_clip, split_sentences
+    from cvae.clip import split_sentences
+    from cvae.clip_weights import load_clip
     from cvae.losses import elbo_loss
     from cvae.models import build_model
 
@@ -255,7 +256,7 @@ def shard_files() -> list[Path]:
 
 def shard_ours(device: torch.device, size: int, **_: Any) -> dict:
     """The shard stage's write_shards, workers: 0 (one per CPU) as in params."""
-    from cvae.shards import write_shards
+    from cvae.shard_writer import write_shards
 
     files = shard_files()
     tmp = Path(tempfile.mkdtemp())
@@ -299,9 +300,14 @@ def shard_naive(device: torch.device, size: int, **_: Any) -> dict:
     return {"images_per_s": len(files) / wall}
 
 
+EMBED_WORKERS = 1  # params.yaml embed.num_workers
+
+
 def embed_ours(device: torch.device, **_: Any) -> dict:
-    from cvae.clip import load_clip
-    from cvae.shards import load_rgb
+    """The embed stage's path: text batches sorted by length and cut after their
+    longest sentence; images decoded in a worker while CLIP runs."""
+    from cvae.clip_weights import load_clip
+    from cvae.image_files import preprocessed_batches
 
     s = load_sample()
     enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
@@ -313,12 +319,46 @@ def embed_ours(device: torch.device, **_: Any) -> dict:
     sync(device)
     text_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
+    batches = preprocessed_batches(
+        s.files, enc.preprocess, batch_size=64, num_workers=EMBED_WORKERS
+    )
+    enc.embed_pixels(pixels for _, pixels in batches if pixels is not None)
+    sync(device)
+    image_wall = time.perf_counter() - t0
+    return {
+        "captions_per_s": len(flat) / text_wall,
+        "images_per_s": len(s.files) / image_wall,
+        "images_with_captions_per_s": len(s.files) / (text_wall + image_wall),
+    }
+
+
+def embed_padded(device: torch.device, **_: Any) -> dict:
+    """The embed stage before trimming: batched, every sentence padded to 77
+    tokens; images decoded and preprocessed in the main process."""
+    from cvae.clip import split_sentences
+    from cvae.clip_weights import load_clip
+    from cvae.shards import load_rgb
+
+    s = load_sample()
+    enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
+    flat = [c for caps in s.captions for c in caps]
+    sentences = [t for c in flat for t in split_sentences(c)]
+    with torch.inference_mode():
+        enc.model.encode_text(enc.tokenizer(sentences[:64]).to(device))  # warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        for i in range(0, len(sentences), 64):
+            enc.model.encode_text(enc.tokenizer(sentences[i : i + 64]).to(device))
+        sync(device)
+        text_wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
     enc.embed_images((load_rgb(f) for f in s.files), batch_size=64)
     sync(device)
     image_wall = time.perf_counter() - t0
     return {
         "captions_per_s": len(flat) / text_wall,
         "images_per_s": len(s.files) / image_wall,
+        "images_with_captions_per_s": len(s.files) / (text_wall + image_wall),
     }
 
 
@@ -326,7 +366,8 @@ def embed_naive(device: torch.device, **_: Any) -> dict:
     """One CLIP call per sentence of each caption, one per image, fp32."""
     from PIL import Image
 
-    from cvae.clip import load_clip, split_sentences
+    from cvae.clip import split_sentences
+    from cvae.clip_weights import load_clip
 
     s = load_sample()
     enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
@@ -363,6 +404,7 @@ CASES: dict[str, Callable[..., dict]] = {
     "shard_naive": shard_naive,
     "embed_ours": embed_ours,
     "embed_naive": embed_naive,
+    "embed_padded": embed_padded,
 }
 
 

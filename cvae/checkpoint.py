@@ -140,8 +140,11 @@ def load_model(
         if meta["arch"] not in allowed:
             want = " or ".join(repr(a) for a in allowed)
             raise CVAEError(f"{path} holds a {meta['arch']!r} model, expected {want}")
+    config = meta["config"]
+    if meta["arch"] == "image" and "logvar_max" not in config:
+        config = config | {"logvar_max": None}  # saved before the bound: unbounded
     try:
-        model = build_model(meta["arch"], meta["config"])
+        model = build_model(meta["arch"], config)
     except (TypeError, ValueError) as e:
         raise CVAEError(f"{path}: config does not build a model ({e})") from e
     try:

@@ -1,4 +1,5 @@
-"""Data-parallel training under ``torchrun``: process group, ranks, reductions.
+"""Work split across ``torchrun`` ranks: process group, ranks, reductions,
+per-rank batches and results gathered on rank 0.
 
 ``torchrun --nproc-per-node=N -m stages.coco_train ...`` sets ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`setup` then joins the process group
@@ -9,7 +10,8 @@ here is a no-op and training is the single-process loop.
 Every rank must run the same number of steps with equal batch sizes (DDP's
 gradient all-reduce is a collective): :func:`rank_share` cuts an epoch's
 permutation into equal per-rank slices, dropping at most ``world_size - 1``
-items.
+items. The shard and embed stages split whole batches or shards by rank
+(:func:`batches_of_rank`) and gather their results on rank 0, which writes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -105,3 +108,22 @@ def teardown(info: DistInfo) -> None:
     """Leave the process group (no-op when alone or never joined)."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_to_main(obj: Any, info: DistInfo) -> list[Any] | None:
+    """Every rank's ``obj`` in rank order on rank 0 (``[obj]`` when alone);
+    None on the other ranks. Objects are pickled: for results, not tensors
+    in the training loop."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def batches_of_rank(n: int, batch_size: int, info: DistInfo) -> list[range]:
+    """This rank's batches of ``range(n)`` cut into ``batch_size`` pieces:
+    batches r, r + W, ... Whole batches, cut as one process cuts them, so every
+    item meets the same batch neighbours for any world size."""
+    cuts = [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    return cuts[info.rank :: info.world_size]

@@ -64,7 +64,7 @@ def prompt_condition(
         classes = info.get("classes", CLASS_NAMES)
         return torch.tensor(label), f"class {label} ({classes[label]})", []
     if kind == "clip":
-        from cvae.clip import load_clip
+        from cvae.clip_weights import load_clip
 
         clip = info["clip"]
         pretrained = clip_checkpoint or clip["pretrained"]

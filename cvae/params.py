@@ -214,12 +214,14 @@ class EmbedParams(Section):
     device: Device
     seed: Seed  # seed of the random init
     normalize: bool  # unit-normalise each sentence vector before averaging
+    num_workers: NonNeg  # image decoding/preprocessing processes beside CLIP
 
 
 class CocoModel(Section):
     base_channels: Pos  # width of the first block, doubled per block
     latent_dim: Pos
     embed_dim: Pos  # projected condition size (concat only)
+    logvar_max: Annotated[float, Field(ge=-5, le=10)] | None  # None: unbounded
 
 
 class CocoTrain(TrainParams):

@@ -4,7 +4,9 @@ Each sample of ``shard-%06d.tar`` holds three members sharing one key, the
 zero-padded COCO image id (``000000000139``):
 
     <key>.png  (or .jpg)  S x S RGB image: center square crop, bicubic resize
-    <key>.json            {"file_name", "image_id", "split", "subsets"}
+    <key>.json            {"captions", "file_name", "image_id", "split", "subsets"}
+    <key>.txt             the captions, one per line, UTF-8 (the img2dataset /
+                          open_clip convention: their loaders read image + txt)
 
 Reproducibility: tar headers carry a fixed mtime, mode, uid/gid 0 and fixed
 user/group names; samples are written in image_id order; PNG is lossless with a
@@ -27,13 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import webdataset as wds
 from PIL import Image
-from tqdm import tqdm
 
 from cvae.errors import CVAEError
-from cvae.io import atomic_dir
 
 IMAGE_FORMATS = ("png", "jpg")
 SHARD_PATTERN = "shard-%06d.tar"
@@ -147,7 +146,7 @@ def _prepare(job: tuple[str, str, int]) -> tuple[str, bytes | None]:
     return "ok", encode_image(center_crop_resize(img, size), image_format)
 
 
-def _prepared(
+def prepared_images(
     jobs: list[tuple[str, str, int]], workers: int
 ) -> Iterator[tuple[str, bytes | None]]:
     """_prepare over jobs in order, in ``workers`` processes (1: in this one).
@@ -163,123 +162,6 @@ def _prepared(
 
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap(_prepare, jobs, chunksize=4)
-
-
-def write_shards(
-    manifest: pa.Table,
-    images_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    size: int,
-    shard_size: int,
-    image_format: str = "png",
-    progress: bool = False,
-    workers: int = 1,
-) -> dict[str, Any]:
-    """Write the manifest's images as size x size WebDataset shards in out_dir.
-
-    The folder is built under a temporary name and swapped in at the end, so a
-    crash never leaves half a shard set. Unreadable images are skipped; when no
-    image at all can be read, CVAEError is raised and out_dir is left as it was.
-
-    Args:
-        manifest: table with image_id, file_name, split, subsets (N rows).
-        images_dir: folder holding the ``file_name`` files.
-        out_dir: shard folder, replaced as a whole.
-        size: output side in pixels.
-        shard_size: samples per shard (webdataset ``maxcount``).
-        image_format: "png" (lossless) or "jpg" (quality 95).
-        workers: processes that decode and resize (0: one per CPU). The
-            output is byte-identical for any value: results are written in
-            manifest order.
-
-    Returns:
-        ``{"written", "skipped_corrupt", "skipped_corrupt_ids",
-        "skipped_missing", "skipped_missing_ids", "shards", "size",
-        "image_format"}`` where ``shards`` lists the shard file names.
-    """
-    if image_format not in IMAGE_FORMATS:
-        raise CVAEError(
-            f"image_format={image_format!r} unknown: use one of {IMAGE_FORMATS}"
-        )
-    if size < 1 or shard_size < 1:
-        raise CVAEError(f"size={size}, shard_size={shard_size} must be >= 1")
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise CVAEError(f"images folder {images_dir} not found: pass --images")
-    for col in ("image_id", "file_name", "split", "subsets"):
-        if col not in manifest.column_names:
-            raise CVAEError(f"manifest lacks column '{col}': re-run the filter stage")
-
-    rows = sorted(
-        manifest.select(["image_id", "file_name", "split", "subsets"]).to_pylist(),
-        key=lambda r: r["image_id"],
-    )
-    corrupt: list[int] = []
-    missing: list[int] = []
-    written = 0
-    if workers < 0:
-        raise CVAEError(f"workers={workers} must be >= 0 (0: one per CPU)")
-    workers = workers or os.cpu_count() or 1
-    jobs = [(str(images_dir / r["file_name"]), image_format, size) for r in rows]
-    with atomic_dir(out_dir) as tmp:
-        writer = wds.ShardWriter(
-            str(tmp / SHARD_PATTERN),
-            maxcount=shard_size,
-            maxsize=float("inf"),
-            verbose=0,
-            encoder=False,
-            mtime=TAR_MTIME,
-            user=TAR_USER,
-            group=TAR_USER,
-            mode=TAR_MODE,
-        )
-        try:
-            results = _prepared(jobs, workers)
-            for row, (status, data) in tqdm(
-                zip(rows, results, strict=True),
-                total=len(rows),
-                desc="shard",
-                unit="img",
-                disable=None if progress else True,  # hidden off a terminal
-            ):
-                image_id = int(row["image_id"])
-                if status != "ok":
-                    (missing if status == "missing" else corrupt).append(image_id)
-                    continue
-                meta = {
-                    "file_name": row["file_name"],
-                    "image_id": image_id,
-                    "split": row["split"],
-                    "subsets": list(row["subsets"]),
-                }
-                writer.write(
-                    {
-                        "__key__": sample_key(image_id),
-                        image_format: data,
-                        "json": json.dumps(meta, sort_keys=True).encode(),
-                    }
-                )
-                written += 1
-        finally:
-            writer.close()
-        if written == 0:  # raised inside atomic_dir: the old out_dir stays as it was
-            raise CVAEError(
-                f"none of the {len(rows)} manifest images could be read from "
-                f"{images_dir} ({len(corrupt)} corrupt, {len(missing)} missing): "
-                f"check --images; {out_dir} was left unchanged"
-            )
-        shards = sorted(p.name for p in tmp.glob("shard-*.tar"))
-    return {
-        "written": written,
-        "skipped_corrupt": len(corrupt),
-        "skipped_corrupt_ids": corrupt,
-        "skipped_missing": len(missing),
-        "skipped_missing_ids": missing,
-        "shards": shards,
-        "size": size,
-        "image_format": image_format,
-    }
 
 
 def shard_paths(shard_dir: str | os.PathLike) -> list[Path]:

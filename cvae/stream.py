@@ -72,16 +72,17 @@ class ShardStream:
         self.batch_size = batch_size
         self.split = split
         self.seed = seed
-        self.num_workers = num_workers
         self.shuffle_buffer = shuffle_buffer
         self.pin_memory = pin_memory
-        readers = self.info.world_size * max(num_workers, 1)
-        if len(self.urls) < readers:
+        if len(self.urls) < self.info.world_size:
             raise CVAEError(
                 f"{len(self.urls)} shard(s) in {shard_dir} cannot feed "
-                f"{self.info.world_size} rank(s) x {max(num_workers, 1)} worker(s): "
-                f"lower shard.shard_size to get >= {readers} shards, or num_workers"
+                f"{self.info.world_size} ranks (one shard each at least): lower "
+                f"shard.shard_size to get >= {self.info.world_size} shards"
             )
+        # A reader (worker, or the rank itself with 0 workers) needs a shard of
+        # its own: a small set gets fewer workers, never an error.
+        self.num_workers = min(num_workers, len(self.urls) // self.info.world_size)
         self.steps = n_items // (self.info.world_size * batch_size)
         if self.steps < 1:
             raise CVAEError(

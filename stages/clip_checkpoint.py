@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from cvae.clip import checkpoint_identity
+from cvae.clip_weights import checkpoint_identity
 from cvae.io import check_writable, write_json
 from stages._common import load, stage_main
 

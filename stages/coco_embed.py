@@ -5,28 +5,28 @@
         --image-out data/coco/image_emb.parquet --metrics metrics/embed.json
 
 Params (section ``embed``): model, pretrained, batch_size, device, seed,
-normalize. Embeddings do not depend on the shard ``size``: images are read from
-the original files listed in the manifest.
+normalize, num_workers. Embeddings do not depend on the shard ``size``: images
+are read from the original files listed in the manifest. Under torchrun every
+rank embeds its share of the batches and rank 0 writes: the same bytes as one
+process (``torchrun --nproc-per-node=2 -m stages.coco_embed ...``).
 """
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
+import torch
 import typer
-from PIL import Image
 
-from cvae.clip import (
-    RANDOM_INIT_WARNING,
-    load_clip,
-    split_sentences,
-    write_embeddings,
-)
+from cvae.clip import split_sentences, write_embeddings
+from cvae.clip_weights import RANDOM_INIT_WARNING, load_clip
 from cvae.coco import read_manifest
+from cvae.device import resolve_device
+from cvae.distributed import DistInfo, gather_to_main, rank_device, setup
 from cvae.errors import CVAEError
+from cvae.image_files import preprocessed_batches
 from cvae.io import check_writable, write_record
 from cvae.params import EmbedParams
-from cvae.shards import ImageReadError, load_rgb
 from stages._common import Info, load, stage_main
 
 
@@ -38,12 +38,16 @@ def run_embed(
     metrics: Path,
     p: EmbedParams,
     info: Path | None = None,
-) -> dict[str, Any]:
+    dist: DistInfo | None = None,
+) -> dict[str, Any] | None:
     """Embed every caption (sentence mean) and every image; write both parquets.
 
     Text parquet: image_id, caption_index, caption, embedding[D], one row per
     caption. Image parquet: image_id, embedding[D], one row per readable image.
+    Under torchrun (``dist``) every rank embeds its share of the batches and
+    rank 0 writes (the same bytes as one process); the others return None.
     """
+    dist = dist or DistInfo()
     if not images.is_dir():
         raise CVAEError(f"images folder {images} not found: pass --images")
     table = read_manifest(manifest)
@@ -51,7 +55,8 @@ def run_embed(
         table.select(["image_id", "file_name", "captions"]).to_pylist(),
         key=lambda r: r["image_id"],
     )
-    encoder = load_clip(p.model, p.pretrained, p.device, seed=p.seed)
+    device = rank_device(resolve_device(p.device), dist)
+    encoder = load_clip(p.model, p.pretrained, str(device), seed=p.seed)
     normalize, batch_size = p.normalize, p.batch_size
 
     # Text: one row per caption; all sentences batched together inside.
@@ -60,30 +65,34 @@ def run_embed(
     captions = [c for r in rows for c in r["captions"]]
     n_sentences = sum(len(split_sentences(c)) for c in captions)
     text_vecs = encoder.embed_texts(
-        captions, batch_size=batch_size, normalize=normalize, progress=True
-    )  # (n_captions, D)
+        captions, batch_size=batch_size, normalize=normalize, progress=True, dist=dist
+    )  # (n_captions, D) on rank 0
 
-    # Images: the original files, opened lazily batch by batch.
-    ok_ids: list[int] = []
-    skipped: list[int] = []
-
-    def readable() -> Iterator[Image.Image]:
-        for r in rows:
-            try:
-                img = load_rgb(images / r["file_name"])
-            except (ImageReadError, FileNotFoundError):
-                skipped.append(r["image_id"])
-                continue
-            ok_ids.append(r["image_id"])
-            yield img
-
-    image_vecs = encoder.embed_images(
-        readable(),
-        batch_size=batch_size,
-        normalize=normalize,
-        progress=True,
-        total=len(rows),
+    # Images: the original files, decoded and preprocessed in worker processes
+    # while CLIP runs; unreadable files are skipped (and counted).
+    done = [
+        (ok, encoder.embed_pixels([batch], normalize=normalize))
+        for ok, batch in preprocessed_batches(
+            [images / r["file_name"] for r in rows],
+            encoder.preprocess,
+            batch_size=batch_size,
+            num_workers=p.num_workers,
+            dist=dist,
+        )
+        if batch is not None
+    ]
+    parts = gather_to_main(done, dist)
+    if parts is None:
+        return None
+    pieces = sorted((piece for part in parts for piece in part), key=lambda x: x[0])
+    read = [k for ok, _ in pieces for k in ok]  # row positions read, in order
+    image_vecs = (
+        np.concatenate([vecs for _, vecs in pieces])
+        if pieces
+        else np.zeros((0, text_vecs.shape[1]), np.float32)
     )  # (n_images, D)
+    ok_ids = [rows[k]["image_id"] for k in read]
+    skipped = sorted({r["image_id"] for r in rows} - set(ok_ids))
 
     meta = {**encoder.metadata(), "normalize": normalize}
     write_embeddings(
@@ -126,9 +135,13 @@ def main(
 ) -> None:
     """Embed the manifest's captions and images with CLIP."""
     check_writable(text_out, image_out, metrics, info)  # before any work
+    p = load(params)
+    dist = setup(torch.device("cpu"))  # under torchrun: gloo, a share per rank
     stats = run_embed(
-        manifest, images, text_out, image_out, metrics, load(params).embed, info
+        manifest, images, text_out, image_out, metrics, p.embed, info, dist
     )
+    if stats is None:  # not rank 0
+        return
     warn = " [RANDOM CLIP WEIGHTS]" if stats["random_init"] else ""
     print(
         f"embed: {stats['n_captions']} captions ({stats['n_sentences']} sentences), "

@@ -9,13 +9,8 @@ import torch
 import typer
 
 from cvae.checkpoint import load_model
-from cvae.clip import (
-    RANDOM_INIT_WARNING,
-    ClipEncoder,
-    clip_score,
-    load_clip,
-    tensor_to_pil,
-)
+from cvae.clip import ClipEncoder, clip_score, tensor_to_pil
+from cvae.clip_weights import RANDOM_INIT_WARNING, load_clip
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.evaluation import (

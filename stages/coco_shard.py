@@ -5,18 +5,21 @@
         --metrics metrics/shard.json
 
 Params: top-level ``size`` (64, 128 or 256) and section ``shard``: shard_size,
-image_format (png | jpg), workers.
+image_format (png | jpg), workers. Under torchrun every rank writes its share of
+the shards (``cvae.shard_writer``): the same bytes as one process.
 """
 
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 
 from cvae.coco import read_manifest
+from cvae.distributed import DistInfo, setup
 from cvae.io import check_writable, write_record
 from cvae.params import ShardParams
-from cvae.shards import write_shards
+from cvae.shard_writer import write_shards
 from stages._common import Info, load, stage_main
 
 
@@ -28,8 +31,10 @@ def run_shard(
     size: int,
     p: ShardParams,
     info: Path | None = None,
+    dist: DistInfo | None = None,
 ) -> dict[str, Any]:
-    """Write the shards and the stats JSON; return the stats."""
+    """Write the shards (every torchrun rank its share) and, on rank 0, the
+    stats JSON; return the stats."""
     stats = write_shards(
         read_manifest(manifest),
         images,
@@ -39,8 +44,10 @@ def run_shard(
         image_format=p.image_format,
         progress=True,
         workers=p.workers,
+        dist=dist,
     )
-    write_record(metrics, info, stats)
+    if dist is None or dist.is_main:
+        write_record(metrics, info, stats)
     return stats
 
 
@@ -57,7 +64,10 @@ def main(
     """Center-crop, resize and pack the manifest's images into tar shards."""
     check_writable(out, metrics, info)  # before any work
     p = load(params)
-    stats = run_shard(manifest, images, out, metrics, p.size, p.shard, info)
+    dist = setup(torch.device("cpu"))  # under torchrun: gloo, a share per rank
+    stats = run_shard(manifest, images, out, metrics, p.size, p.shard, info, dist)
+    if not dist.is_main:
+        return
     print(
         f"shard: wrote {stats['written']} images at {stats['size']}px "
         f"({stats['image_format']}) into {len(stats['shards'])} shards, skipped "

@@ -15,7 +15,7 @@ import typer
 
 from cvae import distributed
 from cvae.checkpoint import save_model
-from cvae.clip import clip_width
+from cvae.clip_weights import clip_width
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.io import check_writable

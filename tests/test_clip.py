@@ -10,16 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 from conftest import write_params
 
 import cvae.clip as clip
-from cvae.clip import (
-    ClipEncoder,
-    load_clip,
-    read_embeddings,
-    split_sentences,
-    write_embeddings,
-)
+import cvae.clip_weights as clip_weights
+from cvae.clip import ClipEncoder, read_embeddings, split_sentences, write_embeddings
+from cvae.clip_weights import load_clip
 from cvae.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
 from cvae.errors import CVAEError
 
@@ -139,8 +136,8 @@ def test_local_checkpoint_loads(tmp_path: Path) -> None:
 def test_pretrained_errors_are_fast(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(clip, "cached_checkpoint", lambda cfg: None)
-    monkeypatch.setattr(clip, "network_available", lambda *a, **k: False)
+    monkeypatch.setattr(clip_weights, "cached_checkpoint", lambda cfg: None)
+    monkeypatch.setattr(clip_weights, "network_available", lambda *a, **k: False)
     start = time.monotonic()
     with pytest.raises(CVAEError, match=r"set embed.pretrained to /path/to/file"):
         load_clip("ViT-B-32", "openai")
@@ -161,10 +158,10 @@ def test_pretrained_errors_are_fast(
 
 def test_network_probe_honours_offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert clip.network_available() is False
+    assert clip_weights.network_available() is False
     monkeypatch.delenv("HF_HUB_OFFLINE")
     start = time.monotonic()
-    assert clip.network_available(("127.0.0.1", 9), timeout=0.5) is False
+    assert clip_weights.network_available(("127.0.0.1", 9), timeout=0.5) is False
     assert time.monotonic() - start < 2
 
 
@@ -219,6 +216,7 @@ def test_embed_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
         "device": "auto",
         "seed": 0,
         "normalize": False,
+        "num_workers": 0,
     }
     params = write_params(
         tmp_path / "params.yaml",
@@ -273,6 +271,67 @@ def test_embed_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
         same.embed_texts([r["caption"] for r in text[:5]], batch_size=8),
         atol=1e-5,
     )
+    # Images decoded in 2 worker processes: the same bytes as in-process.
+    two = write_params(
+        tmp_path / "two.yaml",
+        {
+            "filter": yaml.safe_load(params.read_text())["filter"],
+            "embed": embed | {"num_workers": 2},
+        },
+    )
+    main(
+        manifest=manifest,
+        images=tmp_path / "images",
+        text_out=tmp_path / "t2.parquet",
+        image_out=tmp_path / "i2.parquet",
+        metrics=tmp_path / "e2.json",
+        params=two,
+    )
+    assert (tmp_path / "i2.parquet").read_bytes() == image_out.read_bytes()
+    assert (tmp_path / "t2.parquet").read_bytes() == text_out.read_bytes()
+
+
+def test_text_features_ignore_everything_after_the_end_token(encoder) -> None:
+    """CLIP's text transformer is causal and pooled at the end-of-text token, so
+    tokens after it (padding) cannot change the feature: why trimming is exact."""
+    tokens = encoder.tokenizer(["A cow stands in a green pasture.", "Two sheep."])
+    noisy = tokens.clone()
+    gen = torch.Generator().manual_seed(0)
+    for row in noisy:
+        end = int(row.argmax())  # the end-of-text token has the highest id
+        row[end + 1 :] = torch.randint(
+            1, int(row[end]), (len(row) - end - 1,), generator=gen
+        )
+    with torch.inference_mode():
+        clean = encoder.model.encode_text(tokens)
+        other = encoder.model.encode_text(noisy)
+    torch.testing.assert_close(other, clean, atol=1e-6, rtol=0)
+
+
+def test_trimmed_batches_give_the_full_length_vectors() -> None:
+    """The trimmed, length-sorted text path against open_clip's own 77-token
+    encode_text, on the real sample captions (ViT-B-32, random weights)."""
+    from cvae.clip_text import encode_text_trimmed, trimmable, used_length
+
+    enc = load_clip("ViT-B-32", "none", "cpu", seed=0)
+    assert trimmable(enc.model)
+    data = json.loads((SAMPLE / "captions.json").read_text())
+    sentences = [
+        s for a in data["annotations"][:120] for s in split_sentences(a["caption"])
+    ]
+    got = enc._encode_sentences(sentences, batch_size=32)  # sorted, trimmed
+    with torch.inference_mode():
+        tokens = enc.tokenizer(sentences)
+        assert used_length(tokens) < 40  # COCO sentences use a fraction of 77
+        want = torch.cat(
+            [
+                enc.model.encode_text(tokens[i : i + 32])
+                for i in range(0, len(tokens), 32)
+            ]
+        ).numpy()
+        one = encode_text_trimmed(enc.model, tokens[:1]).numpy()
+    np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max(), rtol=0)
+    np.testing.assert_allclose(one, want[:1], atol=2e-5 * np.abs(want).max(), rtol=0)
 
 
 def test_clip_score_matches_naive_definition() -> None:

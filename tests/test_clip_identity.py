@@ -11,7 +11,7 @@ from conftest import SMALL_CLIP, write_params
 from typer.testing import CliRunner
 
 from cvae.checkpoint import load_model, save_model
-from cvae.clip import checkpoint_identity, load_clip
+from cvae.clip_weights import checkpoint_identity, load_clip
 from cvae.io import file_digest
 from cvae_cli.main import app
 from stages import clip_checkpoint

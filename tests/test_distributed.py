@@ -171,19 +171,33 @@ def test_coco_train_under_torchrun_streams_split_shards(many_shards) -> None:
     assert not (tmp / "state.pt").exists()  # complete run: nothing to resume
 
 
-def test_stream_refuses_too_few_shards(many_shards) -> None:
+def test_stream_adapts_workers_and_refuses_too_few_shards(many_shards) -> None:
     from cvae.distributed import DistInfo
+    from cvae.shards import shard_paths
     from cvae.stream import ShardStream
 
     _, _, d = many_shards
+    n = len(shard_paths(d / "shards"))
+    # more workers than shards: fewer workers, never an error (small sets)
+    s = ShardStream(d / "shards", lambda ids, g: ids, 40, 4, num_workers=n + 5)
+    assert s.num_workers == n
+    two = ShardStream(
+        d / "shards",
+        lambda ids, g: ids,
+        40,
+        4,
+        num_workers=8,
+        info=DistInfo(rank=0, world_size=2),
+    )
+    assert two.num_workers == n // 2
     with pytest.raises(CVAEError, match="lower shard.shard_size"):
         ShardStream(
             d / "shards",
             lambda ids, g: ids,
             40,
             4,
-            num_workers=8,
-            info=DistInfo(rank=0, world_size=2),
+            num_workers=1,
+            info=DistInfo(rank=0, world_size=n + 1),
         )
     with pytest.raises(CVAEError, match="lower batch_size"):
         ShardStream(
@@ -194,3 +208,35 @@ def test_stream_refuses_too_few_shards(many_shards) -> None:
             num_workers=1,
             info=DistInfo(rank=0, world_size=2),
         )
+
+
+def test_shard_and_embed_under_torchrun_write_the_bytes_of_one_process(
+    many_shards,
+) -> None:
+    """2 gloo ranks share the shards and the CLIP batches; rank 0 writes the
+    same files, byte for byte, as one process (shards, both parquets, counts)."""
+    tmp, params, d = many_shards
+    images = str(Path(__file__).parents[1] / ".." / "shared" / "data" / "coco-sample")
+    images += "/images"
+
+    def stages(out: Path) -> list[str]:
+        out.mkdir()
+        shard = ["-m", "stages.coco_shard", "--manifest", str(d / "manifest.parquet")]
+        shard += ["--images", images, "--out", str(out / "shards")]
+        shard += ["--metrics", str(out / "s.json"), "--params", str(params)]
+        embed = ["-m", "stages.coco_embed", "--manifest", str(d / "manifest.parquet")]
+        embed += ["--images", images, "--text-out", str(out / "t.parquet")]
+        embed += ["--image-out", str(out / "i.parquet")]
+        embed += ["--metrics", str(out / "e.json"), "--params", str(params)]
+        return [shard, embed]
+
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    for args in stages(tmp / "one"):
+        subprocess.run([sys.executable, *args], check=True, env=env, cwd=ROOT)
+    for args in stages(tmp / "two"):
+        torchrun(*args)
+    one = sorted(p.relative_to(tmp / "one") for p in (tmp / "one").rglob("*.*"))
+    two = sorted(p.relative_to(tmp / "two") for p in (tmp / "two").rglob("*.*"))
+    assert one == two and len([p for p in one if p.suffix == ".tar"]) >= 4
+    for rel in one:
+        assert (tmp / "one" / rel).read_bytes() == (tmp / "two" / rel).read_bytes(), rel

@@ -1,5 +1,8 @@
 import dataclasses
+import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_model, model_config
@@ -7,6 +10,8 @@ from conftest import make_model, model_config
 from cvae.errors import CVAEError
 from cvae.losses import elbo_loss, kl_divergence
 from cvae.models import make_config
+
+SAMPLE = Path(__file__).parents[1] / ".." / "shared" / "data" / "coco-sample"
 
 CASES = [
     ("fc", {}, (1, 28, 28), "label"),
@@ -109,3 +114,59 @@ def test_elbo_terms() -> None:
     )
     mse = elbo_loss(logits, x, mu, logvar, recon="mse")["recon"]
     assert mse.item() == pytest.approx(((p - x) ** 2).sum().item(), rel=1e-5)
+
+
+def _train_256(logvar_max: float | None, steps: int = 4) -> list[dict[str, float]]:
+    """A few Adam steps (lr 1e-3) of the 256 px model on real COCO photos."""
+    from cvae.losses import elbo_loss
+    from cvae.models import build_model
+    from cvae.shards import center_crop_resize, load_rgb
+
+    files = sorted((SAMPLE / "images").iterdir())[:4]
+    x = (
+        torch.stack(
+            [
+                torch.from_numpy(np.asarray(center_crop_resize(load_rgb(f), 256)))
+                for f in files
+            ]
+        )
+        .permute(0, 3, 1, 2)
+        .float()
+        / 255
+    )
+    torch.manual_seed(0)
+    c = torch.randn(len(x), 64)
+    cfg = dict(
+        image_size=256,
+        in_channels=3,
+        base_channels=32,
+        latent_dim=64,
+        conditioning="concat",
+        cond_dim=64,
+        embed_dim=16,
+        logvar_max=logvar_max,
+    )
+    model = build_model("image", cfg).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    out = []
+    for _ in range(steps):
+        logits, mu, logvar = model(x, c)
+        terms = elbo_loss(logits, x, mu, logvar)
+        opt.zero_grad()
+        (terms["loss"] / len(x)).backward()
+        opt.step()
+        out.append({k: float(v.detach()) / len(x) for k, v in terms.items()})
+        out[-1]["logvar_max"] = float(logvar.detach().max())
+    return out
+
+
+def test_256px_training_keeps_the_kl_bounded() -> None:
+    """Unbounded, one Adam step on 32,768-wide heads blows the KL up; with the
+    log-variance bounded it stays finite and below the reconstruction term."""
+    unbounded = _train_256(None)
+    assert max(t["kl"] for t in unbounded) > 1e5  # the failure this guards against
+    bounded = _train_256(2.0)
+    for t in bounded:
+        assert all(math.isfinite(v) for v in t.values())
+        assert t["logvar_max"] <= 2.0
+        assert t["kl"] < 0.2 * t["recon"]

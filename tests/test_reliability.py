@@ -46,7 +46,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from cvae import clip as cvae_clip
+from cvae import clip_weights as cvae_clip
 from cvae.checkpoint import load_model, load_state, save_model
 from cvae.coco import (
     DEFAULT_KEYWORDS,

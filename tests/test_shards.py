@@ -14,13 +14,13 @@ from PIL import Image
 from cvae import shards as shards_mod
 from cvae.coco import MANIFEST_SCHEMA, write_manifest
 from cvae.errors import CVAEError
+from cvae.shard_writer import write_shards
 from cvae.shards import (
     ImageReadError,
     center_crop_resize,
     iter_shards,
     load_rgb,
     load_shards,
-    write_shards,
 )
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
@@ -220,3 +220,28 @@ def test_shard_stage_main(
         main(**kwargs)
     assert exit_info.value.code == 2
     assert "size = 100: use one of 64, 128, 256" in capsys.readouterr().err
+
+
+def test_shards_carry_captions_as_txt_for_open_clip_loaders(
+    tmp_path: Path, images: Path
+) -> None:
+    """open_clip's trainer and img2dataset readers take (image, txt) as they are."""
+    import webdataset as wds
+
+    ids = sorted(int(p.stem) for p in images.iterdir())[:3]
+    manifest = _manifest(ids).to_pylist()
+    for n, row in enumerate(manifest):
+        row["captions"] = [f"Caption {n} of a cow.", "A second\nline  here."]
+    table = pa.Table.from_pylist(manifest, schema=MANIFEST_SCHEMA)
+    write_shards(table, images, tmp_path / "s", size=64, shard_size=2)
+    urls = [str(p) for p in sorted((tmp_path / "s").glob("shard-*.tar"))]
+    pairs = list(
+        wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+        .decode("pil")
+        .to_tuple("png", "txt", "json")
+    )
+    assert len(pairs) == 3
+    for n, (image, text, meta) in enumerate(pairs):
+        assert image.size == (64, 64)
+        assert text == f"Caption {n} of a cow.\nA second line here."  # one per line
+        assert meta["captions"] == text.split("\n")

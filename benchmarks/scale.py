@@ -1,0 +1,272 @@
+"""Every long-text stage at scale: wall time, items/s and peak memory of the
+whole process tree, per stage, per N and image size.
+
+    python -m benchmarks.scale --n 1000 5000 --sizes 64 256 --out scale-cpu.md
+
+Runs the real stage modules (as `dvc repro` does, one process each) on the
+fixture of ``benchmarks.scale_fixture`` (built on demand), with the repository's
+params except: the fixture's paths, ``size``, and one training epoch. The
+caption filter also runs on a train2017-sized captions file (``--filter-k``).
+Items: captions for the filter, images for the other stages (held-out images for
+evaluate). Run it on idle cores: every number is wall time on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.memory import TreePeak
+from benchmarks.scale_fixture import OUT, build, captions_only
+
+ROOT = Path(__file__).resolve().parents[1]
+FID_WEIGHTS = ROOT / "data" / "fid" / "inception-2015-12-05.pth"
+
+
+def run_stage(module: str, args: list[str], cwd: Path) -> dict:
+    """Run ``python -m stages.<module> ...``: wall seconds and tree peak MiB."""
+    cmd = [sys.executable, "-m", f"stages.{module}", *args]
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=pipe, stderr=pipe, text=True)
+    with TreePeak(proc.pid) as peak:
+        out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (err or out).strip().splitlines()[-1:] or ["no output"]
+        raise SystemExit(f"{module} failed ({proc.returncode}): {tail[0]}")
+    return {"wall_s": wall, "peak_tree_mib": peak.mib}
+
+
+def params_for(work: Path, images: Path, captions: Path, size: int) -> Path:
+    """The repository's params with the fixture's paths, ``size``, one epoch."""
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["coco_data"] = {"images": str(images), "captions": str(captions)}
+    p["size"] = size
+    p["coco"]["train"]["epochs"] = 1
+    path = work / f"params-{size}.yaml"
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    return path
+
+
+def bench_n(n: int, sizes: list[int], work_root: Path) -> list[dict]:
+    fixture = build(n, OUT, os.cpu_count() or 1)
+    images, captions = fixture / "images", fixture / "captions.json"
+    work = work_root / f"n{n}"
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+
+    def add(stage: str, size: int | None, items: int, r: dict) -> None:
+        rows.append(
+            {"stage": stage, "n": n, "size": size, "items": items}
+            | r
+            | {"items_per_s": items / r["wall_s"]}
+        )
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+
+    p = params_for(work, images, captions, sizes[0])
+    d = work / "data"
+    r = run_stage(
+        "coco_filter",
+        [
+            "--captions",
+            str(captions),
+            "--images",
+            str(images),
+            "--out",
+            str(d / "manifest.parquet"),
+            "--metrics",
+            str(work / "filter.json"),
+            "--params",
+            str(p),
+        ],
+        ROOT,
+    )
+    counts = json.loads((work / "filter.json").read_text())
+    add("coco_filter", None, counts["captions_in_file"], r)
+    r = run_stage(
+        "coco_embed",
+        [
+            "--manifest",
+            str(d / "manifest.parquet"),
+            "--images",
+            str(images),
+            "--text-out",
+            str(d / "text.parquet"),
+            "--image-out",
+            str(d / "image.parquet"),
+            "--metrics",
+            str(work / "embed.json"),
+            "--params",
+            str(p),
+        ],
+        ROOT,
+    )
+    add("coco_embed", None, counts["kept"], r)
+    for size in sizes:
+        p = params_for(work, images, captions, size)
+        shards = d / f"shards{size}"
+        r = run_stage(
+            "coco_shard",
+            [
+                "--manifest",
+                str(d / "manifest.parquet"),
+                "--images",
+                str(images),
+                "--out",
+                str(shards),
+                "--metrics",
+                str(work / "shard.json"),
+                "--params",
+                str(p),
+            ],
+            ROOT,
+        )
+        add("coco_shard", size, counts["kept"], r)
+        model = d / f"model{size}.safetensors"
+        r = run_stage(
+            "coco_train",
+            [
+                "--shards",
+                str(shards),
+                "--text-emb",
+                str(d / "text.parquet"),
+                "--image-emb",
+                str(d / "image.parquet"),
+                "--model-out",
+                str(model),
+                "--history",
+                str(work / f"history{size}.json"),
+                "--state",
+                str(d / f"resume{size}.pt"),
+                "--params",
+                str(p),
+            ],
+            ROOT,
+        )
+        hist = json.loads((work / f"history{size}.json").read_text())
+        add("coco_train (1 epoch)", size, counts["train"], r)
+        rows[-1]["kl_epoch1"] = hist[0]["kl"]
+        fid = ["--fid-weights", str(FID_WEIGHTS)] if FID_WEIGHTS.is_file() else []
+        r = run_stage(
+            "coco_evaluate",
+            [
+                "--shards",
+                str(shards),
+                "--text-emb",
+                str(d / "text.parquet"),
+                "--image-emb",
+                str(d / "image.parquet"),
+                "--model",
+                str(model),
+                "--metrics",
+                str(work / f"eval{size}.json"),
+                "--recon-grid",
+                str(work / f"recon{size}.png"),
+                "--gen-grid",
+                str(work / f"gen{size}.png"),
+                "--params",
+                str(p),
+                *fid,
+            ],
+            ROOT,
+        )
+        add("coco_evaluate", size, counts["val"], r)
+    return rows
+
+
+def bench_filter(k: int, work_root: Path) -> dict:
+    captions = captions_only(k, OUT)
+    work = work_root / f"filter{k}"
+    work.mkdir(parents=True, exist_ok=True)
+    p = params_for(work, work, captions, 64)
+    r = run_stage(
+        "coco_filter",
+        [
+            "--captions",
+            str(captions),
+            "--out",
+            str(work / "manifest.parquet"),
+            "--metrics",
+            str(work / "filter.json"),
+            "--params",
+            str(p),
+        ],
+        ROOT,
+    )
+    counts = json.loads((work / "filter.json").read_text())
+    row = {
+        "stage": "coco_filter (captions only)",
+        "n": k,
+        "size": None,
+        "items": counts["captions_in_file"],
+    } | r
+    row["items_per_s"] = row["items"] / r["wall_s"]
+    row["kept"] = counts["kept"]
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = (
+        f"{platform.machine()}, {os.cpu_count()} logical CPUs, "
+        f"{time.strftime('%Y-%m-%d')}; one epoch of training; FID on in evaluate.\n\n"
+        "| stage | N images | size | items | wall s | items/s | peak RSS MiB "
+        "(process tree) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+    )
+    lines = [
+        f"| {r['stage']} | {r['n']} | {r['size'] or '—'} | {r['items']} "
+        f"| {r['wall_s']:.1f} | {r['items_per_s']:.1f} | {r['peak_tree_mib']:.0f} |"
+        for r in rows
+    ]
+    return head + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.scale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--n", type=int, nargs="+", default=[1000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--filter-k", type=int, nargs="*", default=[118287])
+    ap.add_argument("--work", type=Path, default=OUT / "work")
+    ap.add_argument("--out", type=Path, help="also write the table (markdown) here")
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    args = ap.parse_args()
+    rows = [bench_filter(k, args.work) for k in args.filter_k]
+    for n in args.n:
+        rows += bench_n(n, args.sizes, args.work)
+    text = table(rows)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": vars(args)
+                    | {
+                        "work": str(args.work),
+                        "out": str(args.out),
+                        "json": str(args.json),
+                    },
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

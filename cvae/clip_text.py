@@ -1,0 +1,60 @@
+"""CLIP text features without the padding: the same vectors, a fraction of the work.
+
+open_clip pads every sentence to 77 tokens. A COCO sentence is 10-20 tokens, so
+most of the text transformer's work is on padding. CLIP's text transformer is
+causal (position i attends to positions <= i only) and its feature is read at
+the end-of-text token (``argmax``/``eos`` pooling), so nothing after that token
+can change it: cutting a batch to its longest sentence gives the same vectors
+(to float rounding; ``tests/test_clip.py`` checks both facts). Sentences are
+also sorted by length before batching, so each batch is cut as short as it can.
+"""
+
+from __future__ import annotations
+
+import torch
+
+POOLS_AT_EOT = ("argmax", "eos")  # pooling read at the end-of-text token
+
+
+def trimmable(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is an open_clip CLIP whose text features can be
+    computed on trimmed tokens: a causal mask and end-of-text pooling."""
+    return (
+        getattr(model, "attn_mask", None) is not None
+        and getattr(model, "text_pool_type", None) in POOLS_AT_EOT
+        and hasattr(model, "token_embedding")
+        and hasattr(model, "positional_embedding")
+    )
+
+
+def used_length(tokens: torch.Tensor) -> int:
+    """Columns up to the last non-padding token of any row (padding is id 0)."""
+    nonzero = (tokens != 0).any(dim=0).nonzero()
+    return int(nonzero[-1]) + 1 if len(nonzero) else 1
+
+
+def encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text(tokens)`` computed on the first ``used_length`` columns:
+    open_clip's CLIP.encode_text with the positions and causal mask sliced."""
+    from open_clip.transformer import text_global_pool
+
+    n = used_length(tokens)
+    text = tokens[:, :n]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(text).to(cast_dtype)  # (B, n, width)
+    x = x + model.positional_embedding[:n].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])
+    x = model.ln_final(x)
+    x = text_global_pool(
+        x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
+    )
+    proj = model.text_projection
+    if proj is not None:
+        x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
+    return x
+
+
+def length_order(tokens: torch.Tensor) -> torch.Tensor:
+    """Row order by used length (stable), so batches of neighbours trim alike."""
+    lengths = (tokens != 0).sum(dim=1)
+    return torch.argsort(lengths, stable=True)
