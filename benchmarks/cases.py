@@ -324,11 +324,14 @@ def embed_ours(device: torch.device, **_: Any) -> dict:
     )
     enc.embed_pixels(pixels for _, pixels in batches if pixels is not None)
     sync(device)
-    image_wall = time.perf_counter() - t0
+    return _embed_rates(len(flat), len(s.files), text_wall, time.perf_counter() - t0)
+
+
+def _embed_rates(captions: int, images: int, text_s: float, image_s: float) -> dict:
     return {
-        "captions_per_s": len(flat) / text_wall,
-        "images_per_s": len(s.files) / image_wall,
-        "images_with_captions_per_s": len(s.files) / (text_wall + image_wall),
+        "captions_per_s": captions / text_s,
+        "images_per_s": images / image_s,
+        "images_with_captions_per_s": images / (text_s + image_s),
     }
 
 
@@ -354,12 +357,7 @@ def embed_padded(device: torch.device, **_: Any) -> dict:
     t0 = time.perf_counter()
     enc.embed_images((load_rgb(f) for f in s.files), batch_size=64)
     sync(device)
-    image_wall = time.perf_counter() - t0
-    return {
-        "captions_per_s": len(flat) / text_wall,
-        "images_per_s": len(s.files) / image_wall,
-        "images_with_captions_per_s": len(s.files) / (text_wall + image_wall),
-    }
+    return _embed_rates(len(flat), len(s.files), text_wall, time.perf_counter() - t0)
 
 
 def embed_naive(device: torch.device, **_: Any) -> dict:

@@ -31,6 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 FID_WEIGHTS = ROOT / "data" / "fid" / "inception-2015-12-05.pth"
 
 
+def opts(**kw: object) -> list[str]:
+    """Command-line options: ``opts(text_emb=p)`` -> ``["--text-emb", "p"]``."""
+    return [x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+
+
 def run_stage(module: str, args: list[str], cwd: Path) -> dict:
     """Run ``python -m stages.<module> ...``: wall seconds and tree peak MiB."""
     cmd = [sys.executable, "-m", f"stages.{module}", *args]
@@ -77,38 +82,27 @@ def bench_n(n: int, sizes: list[int], work_root: Path) -> list[dict]:
     d = work / "data"
     r = run_stage(
         "coco_filter",
-        [
-            "--captions",
-            str(captions),
-            "--images",
-            str(images),
-            "--out",
-            str(d / "manifest.parquet"),
-            "--metrics",
-            str(work / "filter.json"),
-            "--params",
-            str(p),
-        ],
+        opts(
+            captions=captions,
+            images=images,
+            out=d / "manifest.parquet",
+            metrics=work / "filter.json",
+            params=p,
+        ),
         ROOT,
     )
     counts = json.loads((work / "filter.json").read_text())
     add("coco_filter", None, counts["captions_in_file"], r)
     r = run_stage(
         "coco_embed",
-        [
-            "--manifest",
-            str(d / "manifest.parquet"),
-            "--images",
-            str(images),
-            "--text-out",
-            str(d / "text.parquet"),
-            "--image-out",
-            str(d / "image.parquet"),
-            "--metrics",
-            str(work / "embed.json"),
-            "--params",
-            str(p),
-        ],
+        opts(
+            manifest=d / "manifest.parquet",
+            images=images,
+            text_out=d / "text.parquet",
+            image_out=d / "image.parquet",
+            metrics=work / "embed.json",
+            params=p,
+        ),
         ROOT,
     )
     add("coco_embed", None, counts["kept"], r)
@@ -117,65 +111,47 @@ def bench_n(n: int, sizes: list[int], work_root: Path) -> list[dict]:
         shards = d / f"shards{size}"
         r = run_stage(
             "coco_shard",
-            [
-                "--manifest",
-                str(d / "manifest.parquet"),
-                "--images",
-                str(images),
-                "--out",
-                str(shards),
-                "--metrics",
-                str(work / "shard.json"),
-                "--params",
-                str(p),
-            ],
+            opts(
+                manifest=d / "manifest.parquet",
+                images=images,
+                out=shards,
+                metrics=work / "shard.json",
+                params=p,
+            ),
             ROOT,
         )
         add("coco_shard", size, counts["kept"], r)
         model = d / f"model{size}.safetensors"
         r = run_stage(
             "coco_train",
-            [
-                "--shards",
-                str(shards),
-                "--text-emb",
-                str(d / "text.parquet"),
-                "--image-emb",
-                str(d / "image.parquet"),
-                "--model-out",
-                str(model),
-                "--history",
-                str(work / f"history{size}.json"),
-                "--state",
-                str(d / f"resume{size}.pt"),
-                "--params",
-                str(p),
-            ],
+            opts(
+                shards=shards,
+                text_emb=d / "text.parquet",
+                image_emb=d / "image.parquet",
+                model_out=model,
+                history=work / f"history{size}.json",
+                state=d / f"resume{size}.pt",
+                params=p,
+            ),
             ROOT,
         )
         hist = json.loads((work / f"history{size}.json").read_text())
         add("coco_train (1 epoch)", size, counts["train"], r)
         rows[-1]["kl_epoch1"] = hist[0]["kl"]
-        fid = ["--fid-weights", str(FID_WEIGHTS)] if FID_WEIGHTS.is_file() else []
+        fid = opts(fid_weights=FID_WEIGHTS) if FID_WEIGHTS.is_file() else []
         r = run_stage(
             "coco_evaluate",
             [
-                "--shards",
-                str(shards),
-                "--text-emb",
-                str(d / "text.parquet"),
-                "--image-emb",
-                str(d / "image.parquet"),
-                "--model",
-                str(model),
-                "--metrics",
-                str(work / f"eval{size}.json"),
-                "--recon-grid",
-                str(work / f"recon{size}.png"),
-                "--gen-grid",
-                str(work / f"gen{size}.png"),
-                "--params",
-                str(p),
+                *opts(
+                    shards=shards,
+                    text_emb=d / "text.parquet",
+                    image_emb=d / "image.parquet",
+                    model=model,
+                    metrics=work / f"eval{size}.json",
+                    recon_grid=work / f"recon{size}.png",
+                    gen_grid=work / f"gen{size}.png",
+                    params=p,
+                ),
                 *fid,
             ],
             ROOT,
@@ -191,16 +167,12 @@ def bench_filter(k: int, work_root: Path) -> dict:
     p = params_for(work, work, captions, 64)
     r = run_stage(
         "coco_filter",
-        [
-            "--captions",
-            str(captions),
-            "--out",
-            str(work / "manifest.parquet"),
-            "--metrics",
-            str(work / "filter.json"),
-            "--params",
-            str(p),
-        ],
+        opts(
+            captions=captions,
+            out=work / "manifest.parquet",
+            metrics=work / "filter.json",
+            params=p,
+        ),
         ROOT,
     )
     counts = json.loads((work / "filter.json").read_text())

@@ -146,21 +146,33 @@ def load_longtext(
     Images lacking an embedding (e.g. unreadable originals) are dropped.
     """
     check_condition_on(condition_on)  # before the shards are read
-    ids, images, metas = load_shards(shard_dir)  # (N,), (N, S, S, 3)
-    keep = [i for i, m in enumerate(metas) if split is None or m.get("split") == split]
-    if not keep:
+    ids, images, _ = load_shards(shard_dir, split)  # (N,), (N, S, S, 3)
+    if not len(ids):
         raise CVAEError(
             f"no {split} images in {shard_dir}: check filter.val_fraction and the data"
         )
-    ids, images = ids[keep], images[keep]
     c = image_conditions(
         ids, text_embeddings, image_embeddings, condition_on=condition_on
     )
     return LongTextData(
         ids=ids[c.keep],
-        images=torch.from_numpy(images[c.keep]).permute(0, 3, 1, 2).contiguous(),
+        images=torch.from_numpy(images if len(c.keep) == len(ids) else images[c.keep])
+        .permute(0, 3, 1, 2)
+        .contiguous(),  # one copy: NHWC -> NCHW
         train_conds=c.train_conds,
         eval_conds=c.eval_conds,
         captions=c.captions,
         clip=c.clip,
     )
+
+
+IN_MEMORY_OVERHEAD = 1.3  # measured: resident bytes / raw uint8 pixels, memory loader
+
+
+def pick_loader(loader: str, n_train: int, size: int, budget_mib: int) -> str:
+    """``memory`` or ``stream``: ``auto`` keeps the training set in memory when
+    its pixels (uint8, with the measured overhead) fit ``budget_mib``."""
+    if loader != "auto":
+        return loader
+    need = n_train * 3 * size * size * IN_MEMORY_OVERHEAD / 2**20
+    return "memory" if need <= budget_mib else "stream"

@@ -225,7 +225,10 @@ class CocoModel(Section):
 
 
 class CocoTrain(TrainParams):
-    loader: Literal["memory", "stream"]  # decoded once in RAM | webdataset stream
+    # memory: decoded once in RAM | stream: webdataset | auto: memory when the
+    # training pixels fit memory_budget_mib, else stream
+    loader: Literal["memory", "stream", "auto"]
+    memory_budget_mib: Pos  # auto: the most the in-memory training set may take
     num_workers: NonNeg  # stream: decoding processes per rank
 
 

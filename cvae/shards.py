@@ -232,43 +232,62 @@ def damaged_shard(path: Path) -> Iterator[None]:
 
 
 def load_shards(
-    shard_dir: str | os.PathLike,
+    shard_dir: str | os.PathLike, split: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """Load every sample of a shard folder into memory (small sets).
+    """Load the samples of a shard folder (of one ``split``, or all) into memory.
 
+    Only the wanted split's images are decoded, each straight into one
+    preallocated array, so the peak is that array (no list of images, no
+    stacked copy): a 'val' split costs its own pixels, not the whole set's.
     Reads the tars with the standard library (independent of ``iter_shards``,
     which the tests compare it with).
 
     Returns:
         ids int64[N], images uint8[N, S, S, 3], meta list of N dicts.
     """
+    _, splits = shard_index(shard_dir)
+    n = sum(1 for s in splits if split is None or s == split)
     ids: list[int] = []
-    images: list[np.ndarray] = []
     metas: list[dict[str, Any]] = []
+    images: np.ndarray | None = None
     for path in shard_paths(shard_dir):
         with damaged_shard(path), tarfile.open(path) as tar:
             sample: dict[str, Any] = {}
             for member in tar:
                 key, _, ext = member.name.partition(".")
                 if sample and sample["__key__"] != key:
-                    _append(sample, ids, images, metas)
+                    images = _put(sample, split, n, ids, images, metas)
                     sample = {}
                 sample["__key__"] = key
                 sample[ext] = tar.extractfile(member).read()
             if sample:
-                _append(sample, ids, images, metas)
-    if not images:
+                images = _put(sample, split, n, ids, images, metas)
+    if images is None:
         return np.zeros(0, np.int64), np.zeros((0, 0, 0, 3), np.uint8), []
-    return np.asarray(ids, dtype=np.int64), np.stack(images), metas
+    return np.asarray(ids, dtype=np.int64), images, metas
 
 
-def _append(
+def _put(
     sample: dict[str, Any],
+    split: str | None,
+    n: int,
     ids: list[int],
-    images: list[np.ndarray],
+    images: np.ndarray | None,
     metas: list[dict[str, Any]],
-) -> None:
+) -> np.ndarray | None:
+    """Decode ``sample`` into row ``len(ids)`` of ``images`` (allocated at the
+    first one) when it is of ``split``; the array."""
+    if split is not None and json.loads(sample["json"]).get("split") != split:
+        return images
     image_id, image, meta = decode_sample(sample)
+    if images is None:
+        images = np.empty((n, *image.shape), np.uint8)
+    if image.shape != images.shape[1:]:
+        raise CVAEError(
+            f"sample {sample['__key__']} is {image.shape[1]} px, others "
+            f"{images.shape[2]} px: re-run the shard stage"
+        )
+    images[len(ids)] = image
     ids.append(image_id)
-    images.append(image)
     metas.append(meta)
+    return images

@@ -61,12 +61,14 @@ class BatchStream(Protocol):
 def run_fields(cfg: TrainParams) -> dict[str, Any]:
     """The settings that decide the weights, for a run's fingerprint.
 
-    Not the device (``device`` is kept as None) nor ``num_workers``; the loader
-    (``coco.train`` only) and the torchrun world size only when they differ from
-    the single-process in-memory loop, whose fingerprints predate them.
+    Not the device (``device`` is kept as None), ``num_workers`` nor the memory
+    budget; the loader (``coco.train`` only, as resolved from ``auto``) and the
+    torchrun world size only when they differ from the single-process in-memory
+    loop, whose fingerprints predate them.
     """
     fields = cfg.model_dump() | {"device": None}
     fields.pop("num_workers", None)
+    fields.pop("memory_budget_mib", None)
     if fields.get("loader") == "memory":
         del fields["loader"]
     world = distributed.info_from_env().world_size

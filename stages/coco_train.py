@@ -19,7 +19,7 @@ from cvae.clip_weights import clip_width
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.io import check_writable
-from cvae.longtext import image_conditions, load_longtext
+from cvae.longtext import image_conditions, load_longtext, pick_loader
 from cvae.models import build_model
 from cvae.params import Params
 from cvae.shards import shard_index
@@ -48,8 +48,13 @@ def train_coco(
     state: Path,
 ) -> list[dict]:
     """Train on the 'train' split, score the 'val' split loss each epoch."""
-    tcfg = params.coco.train
     on = params.condition_on
+    _, splits = shard_index(shards)
+    tcfg = params.coco.train
+    loader = pick_loader(
+        tcfg.loader, splits.count("train"), params.size, tcfg.memory_budget_mib
+    )
+    tcfg = tcfg.model_copy(update={"loader": loader})  # as resolved from auto
     val = load_longtext(shards, text_emb, image_emb, condition_on=on, split="val")
     cond_dim = int(val.eval_conds.shape[1])
     width = clip_width(val.clip["model"])

@@ -27,3 +27,27 @@ def test_table_ratios_come_from_the_measurements() -> None:
         assert row.startswith(f"| {what} |")
         assert ratio == round(results[ours][key] / results[base][key], 1)
     assert "n/a" in text  # no GPU in the recorded CPU run: no CUDA columns invented
+
+
+def test_scale_fixture_is_real_distinct_and_passes_the_filter(tmp_path) -> None:
+    """The scale fixture: real captions and photos, no two files alike, every
+    image kept by the default filter; the train2017-sized captions file."""
+    import hashlib
+
+    from benchmarks.scale_fixture import build, captions_only
+    from cvae.coco import filter_coco
+    from cvae.params import load_params
+
+    folder = build(30, tmp_path, workers=1)
+    files = sorted((folder / "images").iterdir())
+    assert len(files) == 30
+    assert len({hashlib.sha256(f.read_bytes()).digest() for f in files}) == 30
+    p = load_params(Path(__file__).parents[1] / "params.yaml").filter
+    keep = {k: p.keywords[k] for k in p.subsets}
+    _, counts = filter_coco(
+        folder / "captions.json", folder / "images", keep, val_fraction=0.2, seed=0
+    )
+    assert counts["kept"] == 30 and counts["missing"] == 0
+    data = json.loads(captions_only(600, tmp_path).read_text())
+    assert len(data["images"]) == 600 and len(data["annotations"]) >= 5 * 600
+    assert len({im["id"] for im in data["images"]}) == 600

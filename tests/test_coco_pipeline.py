@@ -159,7 +159,8 @@ def test_long_text_end_to_end(
     )
     assert r.exit_code == 0, r.output
     assert Image.open(out).size == (4 * 66 + 2, 66 + 2)
-    assert "randomly initialised" in r.output
+    assert "CLIP has RANDOM weights" in r.output  # said loudly, with the CLI's fix
+    assert "point --clip-checkpoint at a local checkpoint file" in r.output
 
 
 def test_caption_choice_draws_each_images_own_captions() -> None:

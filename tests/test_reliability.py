@@ -184,7 +184,8 @@ def test_sigkill_mid_epoch_resumes_to_the_same_weights(tiny_fashion, tmp_path) -
 def test_interrupt_says_how_to_resume_and_a_changed_param_is_named(
     tiny_fashion, tmp_path, sig
 ) -> None:
-    section = fashion_section(model=PARAMS["fashion"]["model"]["fc"], epochs=50)
+    # far more epochs than can finish before the signal, even on a loaded machine
+    section = fashion_section(model=PARAMS["fashion"]["model"]["fc"], epochs=100_000)
     params = write_params(tmp_path / "params.yaml", fashion=section)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
@@ -216,7 +217,9 @@ def test_interrupt_says_how_to_resume_and_a_changed_param_is_named(
         _train_cmd(tiny_fashion, out, params), capture_output=True, timeout=300, **run
     )
     assert r.returncode == 0, r.stderr
-    assert "it belongs to another run (epochs 50 -> 1, lr 0.001 -> 0.002)" in r.stdout
+    assert (
+        "it belongs to another run (epochs 100000 -> 1, lr 0.001 -> 0.002)" in r.stdout
+    )
 
 
 # -- 2. a failing stage leaves the previous outputs as they were --------------------

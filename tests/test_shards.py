@@ -245,3 +245,23 @@ def test_shards_carry_captions_as_txt_for_open_clip_loaders(
         assert image.size == (64, 64)
         assert text == f"Caption {n} of a cow.\nA second line here."  # one per line
         assert meta["captions"] == text.split("\n")
+
+
+def test_load_shards_decodes_only_the_split_asked_for(
+    tmp_path: Path, images: Path
+) -> None:
+    from cvae.longtext import pick_loader
+
+    ids = sorted(int(p.stem) for p in images.iterdir())
+    write_shards(_manifest(ids), images, tmp_path / "s", size=32, shard_size=3)
+    all_ids, all_images, metas = load_shards(tmp_path / "s")
+    for split in ("train", "val"):
+        got_ids, got_images, got_meta = load_shards(tmp_path / "s", split)
+        rows = [k for k, m in enumerate(metas) if m["split"] == split]
+        assert got_ids.tolist() == all_ids[rows].tolist() and len(rows) > 0
+        assert np.array_equal(got_images, all_images[rows])
+        assert got_images.flags.owndata  # one array, filled in place
+    # auto: in memory while the pixels fit the budget, else streamed
+    assert pick_loader("auto", 1_000, 64, 2048) == "memory"  # 16 MiB
+    assert pick_loader("auto", 25_600, 256, 2048) == "stream"  # 6.2 GiB
+    assert pick_loader("stream", 10, 64, 2048) == "stream"
