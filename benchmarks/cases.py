@@ -259,6 +259,7 @@ def shard_ours(device: torch.device, size: int, **_: Any) -> dict:
     from cvae.shard_writer import write_shards
 
     files = shard_files()
+    s = load_sample()
     tmp = Path(tempfile.mkdtemp())
     for i, f in enumerate(files):  # distinct names, as distinct images have
         (tmp / f"{i}.jpg").symlink_to(f)
@@ -268,6 +269,7 @@ def shard_ours(device: torch.device, size: int, **_: Any) -> dict:
             "file_name": [f"{i}.jpg" for i in range(len(files))],
             "split": ["train"] * len(files),
             "subsets": [["all"]] * len(files),
+            "captions": [s.captions[i % len(s.files)] for i in range(len(files))],
         }
     )
     try:
@@ -300,9 +302,6 @@ def shard_naive(device: torch.device, size: int, **_: Any) -> dict:
     return {"images_per_s": len(files) / wall}
 
 
-EMBED_WORKERS = 1  # params.yaml embed.num_workers
-
-
 def embed_ours(device: torch.device, **_: Any) -> dict:
     """The embed stage's path: text batches sorted by length and cut after their
     longest sentence; images decoded in a worker while CLIP runs."""
@@ -320,7 +319,7 @@ def embed_ours(device: torch.device, **_: Any) -> dict:
     text_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
     batches = preprocessed_batches(
-        s.files, enc.preprocess, batch_size=64, num_workers=EMBED_WORKERS
+        s.files, enc.preprocess, batch_size=64, num_workers=params().embed.num_workers
     )
     enc.embed_pixels(pixels for _, pixels in batches if pixels is not None)
     sync(device)
