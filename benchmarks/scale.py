@@ -191,7 +191,8 @@ def bench_filter(k: int, work_root: Path) -> dict:
 def table(rows: list[dict]) -> str:
     head = (
         f"{platform.machine()}, {os.cpu_count()} logical CPUs, "
-        f"{time.strftime('%Y-%m-%d')}; one epoch of training; FID on in evaluate.\n\n"
+        f"{time.strftime('%Y-%m-%d')}; one epoch of training; FID "
+        f"{'on' if FID_WEIGHTS.is_file() else 'off (no weights)'} in evaluate.\n\n"
         "| stage | N images | size | items | wall s | items/s | peak RSS MiB "
         "(process tree) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     )

@@ -36,6 +36,11 @@ SAMPLE = SHARED / "coco-sample"
 OUT = ROOT / "data" / "scale"
 
 
+def check_data() -> None:
+    if not VAL2017.is_file() or not (SAMPLE / "images").is_dir():
+        raise SystemExit(f"error: {SHARED} lacks the COCO data: see its README.md")
+
+
 def _captions_by_image(path: Path) -> tuple[list[dict], dict[int, list[str]]]:
     data = json.loads(path.read_text())
     caps: dict[int, list[str]] = {}
@@ -73,6 +78,7 @@ def _variant(job: tuple[str, str, int]) -> None:
 
 def build(n: int, out: Path, workers: int) -> Path:
     """``out/n<N>/{images/, captions.json}``; returns that folder."""
+    check_data()
     folder = out / f"n{n}"
     done = folder / "captions.json"
     if done.is_file():
@@ -107,6 +113,7 @@ def build(n: int, out: Path, workers: int) -> Path:
 
 def captions_only(k: int, out: Path) -> Path:
     """A captions file of ``k`` images (val2017 cycled, ids remapped), no images."""
+    check_data()
     path = out / f"captions_{k}.json"
     if path.is_file():
         return path
@@ -145,8 +152,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
-    if not VAL2017.is_file() or not (SAMPLE / "images").is_dir():
-        raise SystemExit(f"error: {SHARED} lacks the COCO data: see its README.md")
     for n in args.n:
         print(build(n, args.out, args.workers))
     for k in args.captions_only:

@@ -112,17 +112,16 @@ class ClipEncoder:
         dist = dist or DistInfo()
         if not sentences:
             return np.zeros((0, self.dim), np.float32) if dist.is_main else None
-        tokens = self.tokenizer(sentences)  # (S, 77)
         trim = trimmable(self.model)
-        order = length_order(tokens) if trim else torch.arange(len(tokens))
+        order = length_order(sentences) if trim else torch.arange(len(sentences))
         done: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, features)
-        mine = batches_of_rank(len(tokens), batch_size, dist)
+        mine = batches_of_rank(len(sentences), batch_size, dist)
         with torch.inference_mode(), self._autocast():
             for cut in tqdm(
                 mine, desc="text", unit="batch", disable=None if progress else True
             ):
                 rows = order[cut.start : cut.stop]
-                batch = tokens[rows].to(self.device)  # (B, 77)
+                batch = self.tokenizer([sentences[i] for i in rows]).to(self.device)
                 feats = (
                     encode_text_trimmed(self.model, batch)
                     if trim
@@ -133,7 +132,7 @@ class ClipEncoder:
         if parts is None:
             return None
         pieces = [piece for part in parts for piece in part]
-        out = np.zeros((len(tokens), pieces[0][1].shape[1]), np.float32)
+        out = np.zeros((len(sentences), pieces[0][1].shape[1]), np.float32)
         for rows, feats in pieces:
             out[rows] = feats
         return out

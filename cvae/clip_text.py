@@ -6,7 +6,8 @@ causal (position i attends to positions <= i only) and its feature is read at
 the end-of-text token (``argmax``/``eos`` pooling), so nothing after that token
 can change it: cutting a batch to its longest sentence gives the same vectors
 (to float rounding; ``tests/test_clip.py`` checks both facts). Sentences are
-also sorted by length before batching, so each batch is cut as short as it can.
+also sorted by length before batching, so each batch is cut nearly as short as
+it can.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.T
     return x
 
 
-def length_order(tokens: torch.Tensor) -> torch.Tensor:
-    """Row order by used length (stable), so batches of neighbours trim alike."""
-    lengths = (tokens != 0).sum(dim=1)
+def length_order(sentences: list[str]) -> torch.Tensor:
+    """Sentence order by length in characters (stable; a cheap proxy of the
+    token count, known before tokenizing), so batches of neighbours trim alike
+    and only one batch is ever tokenized at a time."""
+    lengths = torch.tensor([len(s) for s in sentences])
     return torch.argsort(lengths, stable=True)

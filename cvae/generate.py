@@ -76,6 +76,14 @@ def prompt_condition(
             setting=CLIP_OPTION,
         )
         trained = clip.get("sha256")  # of the weights the embeddings came from
+        if bool(clip.get("random_init")) != enc.random_init:
+            was = "random CLIP weights" if clip.get("random_init") else "real weights"
+            now = "random weights" if enc.random_init else f"weights {pretrained!r}"
+            raise CVAEError(
+                f"this model was trained on embeddings from {was}, but the prompt "
+                f"would be embedded with {now}: its conditions would mean nothing "
+                f"to it; pass the CLIP weights it was trained with ({CLIP_OPTION})"
+            )
         warnings = []
         if trained and enc.sha256 is None and not enc.random_init:
             warnings.append(  # downloaded on the fly: no file to hash

@@ -16,6 +16,20 @@ from pydantic import BaseModel
 
 MISSING = "(absent)"  # how a key one side lacks is shown
 
+# Settings that change how fast or where work runs, never the bytes of an output
+# (tested: the same bytes for any worker count; the budget only picks a loader,
+# and the loader that ran is part of the training run's fingerprint). A stage
+# re-run for one of them writes the same bytes, so DVC does not re-run what
+# follows, and its recorded value must not make those outputs look stale.
+NOT_OUTPUT_SETTINGS = frozenset(
+    {
+        "shard.workers",
+        "embed.num_workers",
+        "coco.train.num_workers",
+        "coco.train.memory_budget_mib",
+    }
+)
+
 
 def flat_params(params: BaseModel, keys: Iterable[str]) -> dict[str, Any]:
     """{dotted leaf key: value} of the params under each dotted ``key`` (a
@@ -27,7 +41,7 @@ def flat_params(params: BaseModel, keys: Iterable[str]) -> dict[str, Any]:
         for part in key.split("."):
             node = node[part]  # KeyError: a LINEAGE entry the schema lacks (a bug)
         _flatten(node, key, out)
-    return dict(sorted(out.items()))
+    return {k: v for k, v in sorted(out.items()) if k not in NOT_OUTPUT_SETTINGS}
 
 
 def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -58,6 +72,8 @@ def differences(
     """
     out = {}
     for key, was in recorded.items():
+        if key in NOT_OUTPUT_SETTINGS:  # recorded by older evaluations
+            continue
         now = lookup(params, key)
         if not _same(now, was):
             out[key] = (now, was)

@@ -156,9 +156,11 @@ def load_longtext(
     )
     return LongTextData(
         ids=ids[c.keep],
-        images=torch.from_numpy(images if len(c.keep) == len(ids) else images[c.keep])
+        images=torch.from_numpy(images)[torch.from_numpy(c.keep)]
         .permute(0, 3, 1, 2)
-        .contiguous(),  # one copy: NHWC -> NCHW
+        .contiguous()
+        if len(c.keep) < len(ids)  # some images lack an embedding
+        else torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
         train_conds=c.train_conds,
         eval_conds=c.eval_conds,
         captions=c.captions,
@@ -166,13 +168,18 @@ def load_longtext(
     )
 
 
-IN_MEMORY_OVERHEAD = 1.3  # measured: resident bytes / raw uint8 pixels, memory loader
+# Peak bytes per raw uint8 pixel byte while the set is loaded: the decoded NHWC
+# array and its NCHW copy exist together for a moment.
+IN_MEMORY_PEAK = 2.0
 
 
-def pick_loader(loader: str, n_train: int, size: int, budget_mib: int) -> str:
+def pick_loader(
+    loader: str, n_train: int, size: int, budget_mib: int, world_size: int
+) -> str:
     """``memory`` or ``stream``: ``auto`` keeps the training set in memory when
-    its pixels (uint8, with the measured overhead) fit ``budget_mib``."""
+    the peak of loading it (``IN_MEMORY_PEAK`` x its uint8 pixels, in each of
+    ``world_size`` processes on the node) fits ``budget_mib``."""
     if loader != "auto":
         return loader
-    need = n_train * 3 * size * size * IN_MEMORY_OVERHEAD / 2**20
+    need = n_train * 3 * size * size * IN_MEMORY_PEAK * world_size / 2**20
     return "memory" if need <= budget_mib else "stream"

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import torch
+from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 from cvae.errors import UsageError
@@ -80,6 +81,7 @@ def image_format(path: str | os.PathLike) -> str:
     return IMAGE_FORMATS[ext]
 
 
+MAX_GRID_PIXELS = 64_000_000  # an upscaled grid beyond this is refused
 GRID_PADDING = 2  # pixels between tiles (white)
 LABEL_FONT_SIZE = 11  # Pillow's bundled font: the same pixels on every machine
 
@@ -107,12 +109,19 @@ def save_grid(
         raise UsageError(f"scale must be >= 1, got {scale}")
     fmt = image_format(path)
     grid = make_grid(images.clamp(0, 1), nrow=nrow, padding=GRID_PADDING, pad_value=1.0)
-    grid = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    if row_labels is None and title is None:
+    h, w = grid.shape[-2] * scale, grid.shape[-1] * scale
+    if h * w > MAX_GRID_PIXELS:
+        raise UsageError(
+            f"a {w}x{h} px grid is too large (at most {MAX_GRID_PIXELS:,} pixels): "
+            "lower --scale or -n"
+        )
+    if scale == 1 and row_labels is None and title is None:
         with atomic_path(path) as tmp:
             save_image(grid, tmp, format=fmt)
         return
     picture = to_pil(grid)
+    if scale > 1:  # after uint8: no float copy of the enlarged grid
+        picture = picture.resize((w, h), Image.Resampling.NEAREST)
     if row_labels is not None:
         tile = images.shape[-2] * scale  # tile height
         picture = labelled(

@@ -44,14 +44,27 @@ QUICK_START = "dvc exp run -n quick -S fashion.train.epochs=2 fashion_train@conv
 
 def project_root(start: Path | None = None) -> Path | None:
     """The cvae project holding ``start`` (or the current folder): the nearest
-    folder upwards with a dvc.yaml beside a .dvc folder; else the checkout this
-    command is installed from (an editable install); else None."""
+    folder upwards with a dvc.yaml (running this project's stages) beside a .dvc
+    folder; else the checkout this command is installed from (an editable
+    install); else None."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "dvc.yaml").is_file() and (folder / ".dvc").is_dir():
+        if _is_cvae_project(folder):
             return folder
     source = Path(__file__).resolve().parents[1]
-    return source if (source / "dvc.yaml").is_file() else None
+    return source if _is_cvae_project(source) else None
+
+
+def _is_cvae_project(folder: Path) -> bool:
+    """A DVC project whose pipeline trains cvae models (not any DVC project)."""
+    dvc_yaml = folder / "dvc.yaml"
+    if not (dvc_yaml.is_file() and (folder / ".dvc").is_dir()):
+        return False
+    try:
+        text = dvc_yaml.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "stages.fashion_train" in text or "stages.coco_train" in text
 
 
 def resolve_model(model: str) -> Path:
@@ -203,6 +216,16 @@ def _exp_show(all_commits: bool) -> str:
     return r.stdout
 
 
+def _write(path: Path, text: str) -> None:
+    from cvae.io import atomic_open
+
+    try:
+        with atomic_open(path) as f:
+            f.write(text)
+    except OSError as e:
+        raise CVAEError(f"cannot write {path} ({e.strerror or e}): fix the path") from e
+
+
 @app.command()
 def report(
     exp_json: Path = typer.Option(
@@ -221,7 +244,6 @@ def report(
     ),
 ) -> None:
     """Paper-style Table 1 and 2 of every experiment, our numbers beside the paper's."""
-    from cvae.io import atomic_open
     from cvae.report import report as make_report
     from cvae.report import splice
     from cvae_cli.revisions import info_files
@@ -232,24 +254,32 @@ def report(
                 raise UsageError(
                     f"{exp_json} not found: save `dvc exp show --json` first"
                 )
-            raw = exp_json.read_text()
+            try:
+                raw = exp_json.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise CVAEError(f"cannot read {exp_json} ({e}): re-create it") from e
         else:
             raw = _exp_show(all_commits)
         try:
             exp_show = json.loads(raw)
         except json.JSONDecodeError as e:
             raise CVAEError(f"experiment JSON is not valid ({e}): re-create it") from e
+        if not isinstance(exp_show, list) or not all(
+            isinstance(x, dict) for x in exp_show
+        ):
+            raise CVAEError(
+                "experiment JSON is not a list of revisions (DVC 3's "
+                "`dvc exp show --json`): re-create it with DVC 3"
+            )
         md = make_report(exp_show, info_files(exp_show, project_root()))
         if readme is not None:
             try:
                 text = splice(readme.read_text(), md.rstrip("\n"))
             except (OSError, ValueError) as e:
                 raise CVAEError(f"cannot update {readme}: {e}") from e
-            with atomic_open(readme) as f:
-                f.write(text)
+            _write(readme, text)
         if out is not None:
-            with atomic_open(out) as f:
-                f.write(md)
+            _write(out, md)
     except CVAEError as e:
         _fail(e)
     if out is None and readme is None:

@@ -53,14 +53,17 @@ def info_files(
         return found
     out, pos = r.stdout, 0
     for rev, path in queries:
-        end = out.index(b"\n", pos)
+        end = out.find(b"\n", pos)
+        if end < 0:
+            break
         header = out[pos:end].split()
         pos = end + 1
-        if len(header) != 3 or header[1] != b"blob":  # "<name> missing"
+        if len(header) != 3:  # "<name> missing" (or ambiguous): no content
             continue
         size = int(header[2])
-        data = _parse(out[pos : pos + size])
-        pos += size + 1  # the blob, then a newline
+        content = out[pos : pos + size]
+        pos += size + 1  # the content, then a newline
+        data = _parse(content) if header[1] == b"blob" else None
         if data is not None:
             found.setdefault(rev, {})[path] = data
     return found

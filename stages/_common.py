@@ -49,6 +49,16 @@ def load(path: Path) -> Params:
     return p
 
 
+def _collective_failed(e: BaseException) -> bool:
+    """Whether ``e`` is torch.distributed's report of a failed collective (a
+    peer rank died or timed out), not a bug of this rank."""
+    if "torch.distributed" not in sys.modules:
+        return False
+    import torch.distributed as tdist
+
+    return isinstance(e, tdist.DistError)
+
+
 def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a stage ``main``: a CVAEError or an OSError (disk full, read-only
     folder) becomes one line on stderr and exit 2 (bad params) or 1 (anything
@@ -70,6 +80,17 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
                 else ""
             )
             print(f"error: I/O failed{where}: {e.strerror or e}{fix}", file=sys.stderr)
+            raise SystemExit(RUNTIME_EXIT) from None
+        except Exception as e:
+            if not _collective_failed(e):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            print(
+                f"error: rank {os.environ.get('RANK', '?')}: a torchrun collective "
+                f"failed ({type(e).__name__}: {first[:160]}): another rank most "
+                "likely stopped first; its error line above says why",
+                file=sys.stderr,
+            )
             raise SystemExit(RUNTIME_EXIT) from None
         finally:
             if "torch.distributed" in sys.modules:  # a group needs it imported

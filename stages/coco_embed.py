@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 import typer
+from tqdm import tqdm
 
 from cvae.clip import split_sentences, write_embeddings
 from cvae.clip_weights import RANDOM_INIT_WARNING, load_clip
@@ -70,17 +71,21 @@ def run_embed(
 
     # Images: the original files, decoded and preprocessed in worker processes
     # while CLIP runs; unreadable files are skipped (and counted).
-    done = [
-        (ok, encoder.embed_pixels([batch], normalize=normalize))
-        for ok, batch in preprocessed_batches(
-            [images / r["file_name"] for r in rows],
-            encoder.preprocess,
-            batch_size=batch_size,
-            num_workers=p.num_workers,
-            dist=dist,
-        )
-        if batch is not None
-    ]
+    done = []
+    batches = preprocessed_batches(
+        [images / r["file_name"] for r in rows],
+        encoder.preprocess,
+        batch_size=batch_size,
+        num_workers=p.num_workers,
+        dist=dist,
+    )
+    share = -(-len(rows) // dist.world_size)  # about this rank's images
+    hide = None if dist.is_main else True  # None: hidden off a terminal
+    with tqdm(total=share, desc="image", unit="img", disable=hide) as bar:
+        for ok, batch in batches:
+            if batch is not None:
+                done.append((ok, encoder.embed_pixels([batch], normalize=normalize)))
+            bar.update(len(ok))
     parts = gather_to_main(done, dist)
     if parts is None:
         return None

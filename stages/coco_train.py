@@ -52,7 +52,11 @@ def train_coco(
     _, splits = shard_index(shards)
     tcfg = params.coco.train
     loader = pick_loader(
-        tcfg.loader, splits.count("train"), params.size, tcfg.memory_budget_mib
+        tcfg.loader,
+        splits.count("train"),
+        params.size,
+        tcfg.memory_budget_mib,
+        distributed.info_from_env().world_size,
     )
     tcfg = tcfg.model_copy(update={"loader": loader})  # as resolved from auto
     val = load_longtext(shards, text_emb, image_emb, condition_on=on, split="val")

@@ -27,7 +27,9 @@ def project(tmp_path: Path, fashion_model: Path) -> Path:
     """A cvae project folder (dvc.yaml beside .dvc/) holding the fc model only."""
     root = tmp_path / "proj"
     (root / ".dvc").mkdir(parents=True)
-    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "dvc.yaml").write_text(
+        "stages:\n  fashion_train:\n    cmd: python -m stages.fashion_train\n"
+    )
     model = root / "data" / "fashion" / "fc" / "model.safetensors"
     model.parent.mkdir(parents=True)
     shutil.copy(fashion_model, model)
@@ -94,3 +96,21 @@ def test_usage_errors_exit_2_runtime_errors_exit_1(fashion_model, tmp_path) -> N
     assert run("generate", "a dress", "--bogus").exit_code == 2
     missing = str(tmp_path / "none.safetensors")
     assert run("generate", "a dress", "-m", missing, "-o", out).exit_code == 1
+
+
+def test_a_scale_beyond_the_pixel_cap_is_a_usage_error(fashion_model, tmp_path):
+    out = tmp_path / "big.png"
+    r = run(
+        "generate",
+        "a dress",
+        "-m",
+        str(fashion_model),
+        "-n",
+        "1024",
+        "--scale",
+        "32",
+        "-o",
+        str(out),
+    )
+    assert r.exit_code == 2 and "too large" in one_line(r.stderr)
+    assert not out.exists()

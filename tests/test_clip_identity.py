@@ -74,3 +74,17 @@ def test_generate_refuses_other_clip_weights(coco, tmp_path: Path) -> None:
     r = runner.invoke(app, base)  # the weights it names: fine
     assert r.exit_code == 0, r.output
     assert out.exists()
+
+
+def test_generate_refuses_real_weights_for_a_random_clip_model(coco, tmp_path) -> None:
+    """The sample model learned random-CLIP conditions (no sha256 to compare):
+    real weights for the prompt would be a different encoder, refused."""
+    real = clip_file(tmp_path / "real.pt", seed=1)
+    out = tmp_path / "g.png"
+    r = CliRunner().invoke(
+        app,
+        ["generate", "A cow.", "-m", str(coco.model), "-o", str(out)]
+        + ["--clip-checkpoint", str(real)],
+    )
+    assert r.exit_code == 1 and "trained on embeddings from random CLIP" in r.output
+    assert not out.exists()

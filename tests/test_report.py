@@ -244,3 +244,12 @@ def test_splice_and_cli(tmp_path) -> None:
     assert "Table 1" in text and "exp-b" in text and text.endswith(f"{END}\ntail\n")
     r = CliRunner().invoke(app, ["report", "--exp-json", str(tmp_path / "nope.json")])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_settings_that_cannot_change_outputs_never_make_them_stale() -> None:
+    from cvae.lineage import NOT_OUTPUT_SETTINGS, differences
+
+    recorded = {"embed.num_workers": 1, "coco.train.memory_budget_mib": 512}
+    params = {"embed": {"num_workers": 0}, "coco": {"train": {"memory_budget_mib": 9}}}
+    assert differences(recorded, params) == {}
+    assert "shard.workers" in NOT_OUTPUT_SETTINGS

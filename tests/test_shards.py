@@ -262,6 +262,8 @@ def test_load_shards_decodes_only_the_split_asked_for(
         assert np.array_equal(got_images, all_images[rows])
         assert got_images.flags.owndata  # one array, filled in place
     # auto: in memory while the pixels fit the budget, else streamed
-    assert pick_loader("auto", 1_000, 64, 2048) == "memory"  # 16 MiB
-    assert pick_loader("auto", 25_600, 256, 2048) == "stream"  # 6.2 GiB
-    assert pick_loader("stream", 10, 64, 2048) == "stream"
+    assert pick_loader("auto", 1_000, 64, 2048, 1) == "memory"  # 23 MiB peak
+    assert pick_loader("auto", 25_600, 256, 2048, 1) == "stream"  # 9.4 GiB
+    assert pick_loader("auto", 4_000, 256, 2048, 1) == "memory"  # 1.5 GiB
+    assert pick_loader("auto", 4_000, 256, 2048, 2) == "stream"  # per process x 2
+    assert pick_loader("stream", 10, 64, 2048, 1) == "stream"
