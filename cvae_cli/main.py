@@ -203,7 +203,8 @@ def info(model: str = typer.Argument("fashion", help="model name or path")) -> N
 def _exp_show(all_commits: bool) -> str:
     """`dvc exp show --json` of the project (``-A``: every commit), or a
     one-line error."""
-    dvc = shutil.which("dvc")
+    beside = Path(sys.executable).parent / "dvc"  # the same environment, not activated
+    dvc = shutil.which("dvc") or (str(beside) if beside.is_file() else None)
     if dvc is None:
         raise CVAEError(
             "dvc not found on PATH: activate the project's environment "

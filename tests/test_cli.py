@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,7 @@ def test_grids_scale_by_nearest_neighbour_and_take_a_title(fashion_model, tmp_pa
 
 def test_report_without_dvc_is_one_line(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no dvc (and no git) on PATH
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # nor beside it
     r = run("report")
     assert r.exit_code == 1
     assert "dvc not found on PATH" in one_line(r.stderr)
