@@ -126,7 +126,7 @@ def _train_256(logvar_max: float | None, steps: int = 4) -> list[dict[str, float
     x = (
         torch.stack(
             [
-                torch.from_numpy(np.asarray(center_crop_resize(load_rgb(f), 256)))
+                torch.from_numpy(np.array(center_crop_resize(load_rgb(f), 256)))
                 for f in files
             ]
         )
