@@ -194,6 +194,9 @@ def test_interrupt_says_how_to_resume_and_a_changed_param_is_named(
         _train_cmd(tiny_fashion, out, params),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # a job started in the background (nohup, `&`) inherits SIGINT ignored,
+        # and Python then keeps it ignored: give the stage Ctrl-C as a terminal does
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         **run,
     )
     deadline = time.monotonic() + 300
