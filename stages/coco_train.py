@@ -49,7 +49,7 @@ def train_coco(
 ) -> list[dict]:
     """Train on the 'train' split, score the 'val' split loss each epoch."""
     on = params.condition_on
-    _, splits = shard_index(shards)
+    ids, splits = shard_index(shards)  # json members only: cheap, read once
     tcfg = params.coco.train
     loader = pick_loader(
         tcfg.loader,
@@ -77,7 +77,6 @@ def train_coco(
             f"{val.images.shape[-1]} px images: re-run the shard stage (dvc repro)"
         )
     if tcfg.loader == "stream":  # decoded in workers, split by node and worker
-        ids, splits = shard_index(shards)
         ids = ids[[s == "train" for s in splits]]
         conds = image_conditions(ids, text_emb, image_emb, condition_on=on)
         ids = ids[conds.keep]
