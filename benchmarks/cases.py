@@ -119,6 +119,7 @@ def gpu_busy(device: torch.device, fn: Callable[[], None]) -> float | None:
 
 # --------------------------------------------------------------------------- train
 def train_ours(device: torch.device, size: int, steps: int, batch_size: int) -> dict:
+    from cvae.batches import MemoryBatches
     from cvae.clip_weights import load_clip
     from cvae.longtext import CaptionChoice
     from cvae.models import build_model
@@ -159,8 +160,7 @@ def train_ours(device: torch.device, size: int, steps: int, batch_size: int) -> 
         t = Trainer(
             build_model("image", model_params(size)),
             cfg,
-            images,
-            conds,
+            MemoryBatches(images, conds, batch_size=batch_size, seed=cfg.seed),
             state_path=tmp / f"{tag}.pt",
             log=lambda line: None,
         )

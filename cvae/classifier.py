@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from cvae.batches import epoch_order, to_float_images
 from cvae.checkpoint import read_metadata, save_model
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
@@ -36,7 +37,7 @@ from cvae.models import ConditionalVAE
 from cvae.params import ClassifierParams
 from cvae.progress import bar
 from cvae.sampling import batches, generate
-from cvae.train import epoch_order, progress, to_float_images
+from cvae.train import progress
 
 ARCH = "fashion-classifier"  # the ``arch`` entry of a classifier model file
 

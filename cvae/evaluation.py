@@ -12,6 +12,35 @@ from cvae.progress import bar
 from cvae.sampling import generate, reconstruct
 
 
+class ReconstructionMeter:
+    """Running per-image summed MSE and SSIM (both conventions, see
+    ``cvae.metrics``) of reconstructions against their originals."""
+
+    def __init__(self) -> None:
+        self.mse, self.ssim, self.ssim_valid = MeanMeter(), MeanMeter(), MeanMeter()
+        self.pixels = 0  # values per image
+
+    def update(self, recons: torch.Tensor, originals: torch.Tensor) -> None:
+        """recons, originals: (B, C, H, W) float in [0, 1]."""
+        self.mse.update(mse_sum(recons, originals))
+        full, valid = ssim_both(recons, originals)
+        self.ssim.update(full)
+        self.ssim_valid.update(valid)
+        self.pixels = originals[0].numel()
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "n": self.mse.n,
+            "mse": self.mse.mean,
+            "mse_std": self.mse.std,
+            "mse_per_pixel": self.mse.mean / self.pixels,
+            "ssim": self.ssim.mean,
+            "ssim_std": self.ssim.std,
+            "ssim_valid": self.ssim_valid.mean,
+            "ssim_valid_std": self.ssim_valid.std,
+        }
+
+
 @torch.no_grad()
 def reconstruction_metrics(
     model: ConditionalVAE,
@@ -21,34 +50,20 @@ def reconstruction_metrics(
     batch_size: int = 500,
     keep: int = 0,
 ) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """Mean per-image summed MSE and SSIM (both conventions, see
-    ``cvae.metrics``) of decode(mu) against the originals.
+    """``ReconstructionMeter`` metrics of decode(mu) against the originals.
 
     images: uint8 (N, C, H, W); conds: (N,) labels or (N, D) vectors.
     Returns (metrics, the first ``keep`` reconstructions or None).
     """
-    mse_m, ssim_m, valid_m = MeanMeter(), MeanMeter(), MeanMeter()
+    meter = ReconstructionMeter()
     kept: list[torch.Tensor] = []
     steps = -(-len(images) // batch_size)
     recons = reconstruct(model, images, conds, batch_size=batch_size)
     for _, x, r in bar(recons, "reconstruct", total=steps, unit="batch"):
-        mse_m.update(mse_sum(r, x))
-        full, valid = ssim_both(r, x)
-        ssim_m.update(full)
-        valid_m.update(valid)
+        meter.update(r, x)
         if keep and sum(len(k) for k in kept) < keep:
             kept.append(r)
-    metrics = {
-        "n": mse_m.n,
-        "mse": mse_m.mean,
-        "mse_std": mse_m.std,
-        "mse_per_pixel": mse_m.mean / images[0].numel(),
-        "ssim": ssim_m.mean,
-        "ssim_std": ssim_m.std,
-        "ssim_valid": valid_m.mean,
-        "ssim_valid_std": valid_m.std,
-    }
-    return metrics, (torch.cat(kept)[:keep] if kept else None)
+    return meter.result(), (torch.cat(kept)[:keep] if kept else None)
 
 
 def comparison_grid(

@@ -341,6 +341,38 @@ def frechet_distance(
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
 
+class RunningStats:
+    """Float64 running sums of feature vectors (as torchmetrics' FID keeps them):
+    n, sum (D,) and sum of outer products (D, D); memory independent of n."""
+
+    def __init__(self, dim: int = FEATURE_DIM, device: torch.device | str = "cpu"):
+        self.n = 0
+        self.total = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+
+    def add(self, features: Tensor) -> None:
+        """Add (B, D) features."""
+        f = features.double()
+        self.total += f.sum(dim=0)
+        self.outer += f.t().mm(f)
+        self.n += len(f)
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (D,) and unbiased covariance (D, D), float64."""
+        return mean_cov(self.n, self.total, self.outer, "feature")
+
+
+def mean_cov(
+    n: int, total: Tensor, outer: Tensor, kind: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu (D,), sigma (D, D)) from n, sum (D,) and sum of outer products."""
+    if n < 2:
+        raise ValueError(f"FID needs >= 2 {kind} images, got {n}")
+    mu = total.double().cpu() / n  # (D,)
+    sigma = (outer.double().cpu() - n * torch.outer(mu, mu)) / (n - 1)  # (D, D)
+    return mu.numpy(), sigma.numpy()
+
+
 class FID:
     """FID between a real and a fake image set, fully offline.
 
@@ -388,6 +420,16 @@ class FID:
         for batch in bar(batches, desc, total=len(batches), unit="batch"):
             self.metric.update(batch.to(self.device), real=real)
 
+    @torch.no_grad()
+    def features(self, images: Tensor) -> Tensor:
+        """(N, 2048) Inception pool features of (N, C, H, W) uint8 or [0, 1]
+        float images, in batches of ``batch_size`` (for ``RunningStats``; the
+        same features ``update`` adds)."""
+        x = to_uint8_rgb(images)  # (N, 3, H, W) uint8
+        return torch.cat(
+            [self.metric.inception(b.to(self.device)) for b in x.split(self.batch_size)]
+        )
+
     @property
     def n_real(self) -> int:
         return int(self.metric.real_features_num_samples)
@@ -403,12 +445,7 @@ class FID:
             n, total, outer = self.n_real, m.real_features_sum, m.real_features_cov_sum
         else:
             n, total, outer = self.n_fake, m.fake_features_sum, m.fake_features_cov_sum
-        if n < 2:
-            kind = "real" if real else "fake"
-            raise ValueError(f"FID needs >= 2 {kind} images, got {n}")
-        mu = total.double().cpu() / n  # (D,)
-        sigma = (outer.double().cpu() - n * torch.outer(mu, mu)) / (n - 1)  # (D, D)
-        return mu.numpy(), sigma.numpy()
+        return mean_cov(n, total, outer, "real" if real else "fake")
 
     def compute(self) -> float:
         """FID of the images added so far (needs at least 2 real and 2 fake).

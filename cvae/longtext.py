@@ -21,7 +21,8 @@ import torch
 
 from cvae.clip import read_embeddings
 from cvae.errors import CVAEError
-from cvae.shards import load_shards
+from cvae.shards import load_shards, shard_index
+from cvae.stream import ShardSplit
 
 CONDITION_ON = ("text", "image")
 
@@ -166,6 +167,34 @@ def load_longtext(
         captions=c.captions,
         clip=c.clip,
     )
+
+
+def shard_split(
+    shard_dir: str | os.PathLike,
+    text_embeddings: str | os.PathLike,
+    image_embeddings: str | os.PathLike,
+    *,
+    condition_on: str,
+    split: str,
+    index: tuple[np.ndarray, list[str]] | None = None,
+) -> tuple[ShardSplit, Conditions]:
+    """A split that stays in the shards (read batch by batch, in written order,
+    with its fixed evaluation conditions) and the conditions of its images.
+
+    index: ``shard_index(shard_dir)`` when already read. Images lacking an
+    embedding are left out, as ``load_longtext`` leaves them out.
+    """
+    check_condition_on(condition_on)
+    ids, splits = index if index is not None else shard_index(shard_dir)
+    ids = ids[[s == split for s in splits]]
+    if not len(ids):
+        raise CVAEError(
+            f"no {split} images in {shard_dir}: check filter.val_fraction and the data"
+        )
+    c = image_conditions(
+        ids, text_embeddings, image_embeddings, condition_on=condition_on
+    )
+    return ShardSplit(shard_dir, split, ids[c.keep], c.eval_conds), c
 
 
 # Peak bytes per raw uint8 pixel byte while the set is loaded: the decoded NHWC

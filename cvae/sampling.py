@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
+from cvae.batches import to_float_images
 from cvae.errors import UsageError
 from cvae.io import atomic_path
 from cvae.models import ConditionalVAE
-from cvae.train import to_float_images
 
 
 def batches(n: int, size: int) -> Iterator[slice]:
@@ -33,22 +33,6 @@ def generate(
     c = cond.unsqueeze(0).expand(n, *cond.shape).to(device)
     gen = torch.Generator().manual_seed(seed)
     return model.sample(c, generator=gen).float().cpu()
-
-
-@torch.no_grad()
-def generate_for(
-    model: ConditionalVAE, conds: torch.Tensor, *, seed: int = 0, batch_size: int = 512
-) -> torch.Tensor:
-    """One image per condition, conds (N,) or (N, D) -> (N, C, H, W) on CPU.
-
-    Batch k draws its z from a CPU generator seeded with ``seed + k``.
-    """
-    device = next(model.parameters()).device
-    out = []
-    for k, sl in enumerate(batches(len(conds), batch_size)):
-        gen = torch.Generator().manual_seed(seed + k)
-        out.append(model.sample(conds[sl].to(device), generator=gen).float().cpu())
-    return torch.cat(out)
 
 
 @torch.no_grad()

@@ -250,21 +250,45 @@ def load_shards(
     ids: list[int] = []
     metas: list[dict[str, Any]] = []
     images: np.ndarray | None = None
+    for path, sample in raw_samples(shard_dir):
+        with damaged_shard(path):
+            images = _put(sample, split, n, ids, images, metas)
+    if images is None:
+        return np.zeros(0, np.int64), np.zeros((0, 0, 0, 3), np.uint8), []
+    return np.asarray(ids, dtype=np.int64), images, metas
+
+
+def raw_samples(
+    shard_dir: str | os.PathLike,
+) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(shard path, sample) of a shard folder in written order, each sample
+    its undecoded members ``{"__key__": key, ext: bytes}`` (standard library tar
+    reading; decode inside ``damaged_shard(path)``)."""
     for path in shard_paths(shard_dir):
         with damaged_shard(path), tarfile.open(path) as tar:
             sample: dict[str, Any] = {}
             for member in tar:
                 key, _, ext = member.name.partition(".")
                 if sample and sample["__key__"] != key:
-                    images = _put(sample, split, n, ids, images, metas)
+                    yield path, sample
                     sample = {}
                 sample["__key__"] = key
                 sample[ext] = tar.extractfile(member).read()
             if sample:
-                images = _put(sample, split, n, ids, images, metas)
-    if images is None:
-        return np.zeros(0, np.int64), np.zeros((0, 0, 0, 3), np.uint8), []
-    return np.asarray(ids, dtype=np.int64), images, metas
+                yield path, sample
+
+
+def iter_split(
+    shard_dir: str | os.PathLike, split: str | None
+) -> Iterator[tuple[int, np.ndarray, dict[str, Any]]]:
+    """``(image_id, image uint8[H, W, 3], meta)`` of one split (None: all), in
+    written order; other splits' images are never decoded."""
+    for path, sample in raw_samples(shard_dir):
+        with damaged_shard(path):
+            wanted = split is None or json.loads(sample["json"]).get("split") == split
+            decoded = decode_sample(sample) if wanted else None
+        if decoded is not None:
+            yield decoded
 
 
 def _put(

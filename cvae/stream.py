@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from cvae.batches import Batch, epoch_seed
 from cvae.distributed import DistInfo
 from cvae.errors import CVAEError
-from cvae.shards import decode_sample, shard_paths
-from cvae.train import epoch_seed
+from cvae.shards import decode_sample, iter_split, shard_paths
 
 # (image ids (B,), generator) -> conditions (B, ...)
 ConditionLookup = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -84,6 +84,7 @@ class ShardStream:
         # its own: a small set gets fewer workers, never an error.
         self.num_workers = min(num_workers, len(self.urls) // self.info.world_size)
         self.steps = n_items // (self.info.world_size * batch_size)
+        self.items = self.steps * batch_size * self.info.world_size
         if self.steps < 1:
             raise CVAEError(
                 f"{n_items} items give no full batch of {batch_size} on each of "
@@ -108,7 +109,10 @@ class ShardStream:
             .batched(self.batch_size, partial=False)
         )
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def place(self, device: torch.device) -> None:
+        """Nothing is held: batches are decoded as they are needed."""
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
         loader = wds.WebLoader(
             self._dataset(epoch),
             batch_size=None,
@@ -120,6 +124,57 @@ class ShardStream:
         )
         for ids, images in itertools.islice(loader, self.steps):
             yield images, self.lookup(torch.as_tensor(ids), gen)
+
+
+class ShardSplit:
+    """A held-out split read from the shards in written order, batch by batch,
+    never held in memory (``cvae.batches.HeldOut``).
+
+    ids: (K,) the split's image ids that have conditions, in written order;
+    conds: (K, ...) their conditions, row k for ids[k]. Images of the split
+    that are not in ``ids`` are skipped.
+    """
+
+    def __init__(
+        self,
+        shard_dir: str | os.PathLike,
+        split: str,
+        ids: np.ndarray,
+        conds: torch.Tensor,
+    ) -> None:
+        self.shard_dir = shard_dir
+        self.split = split
+        self.ids = ids
+        self.conds = conds
+        self.row = {int(i): r for r, i in enumerate(ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the split's first image (decodes that one only)."""
+        for _, image, _ in iter_split(self.shard_dir, self.split):
+            return (image.shape[2], image.shape[0], image.shape[1])
+        raise CVAEError(f"no {self.split} images in {self.shard_dir}: re-run shard")
+
+    def ordered(self, batch_size: int) -> Iterator[Batch]:
+        images: list[np.ndarray] = []
+        rows: list[int] = []
+        for image_id, image, _ in iter_split(self.shard_dir, self.split):
+            r = self.row.get(image_id)
+            if r is None:
+                continue  # no condition (e.g. the original was unreadable)
+            images.append(image)
+            rows.append(r)
+            if len(rows) == batch_size:
+                yield self._batch(images, rows)
+                images, rows = [], []
+        if rows:
+            yield self._batch(images, rows)
+
+    def _batch(self, images: list[np.ndarray], rows: list[int]) -> Batch:
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        return x, self.conds[torch.tensor(rows)]
 
 
 def id_lookup(

@@ -6,10 +6,12 @@ epoch and ends with the weights an uninterrupted run would have), a NaN guard
 (a non-finite loss stops the run, naming the step, and the last good state is
 kept), one JSON line of metrics per epoch.
 
+Data: a ``cvae.batches.BatchSource`` (in memory or streamed from shards, the
+loop cannot tell) and optionally a ``HeldOut`` split scored each epoch.
+
 Data parallel: launched by ``torchrun``, each rank wraps the model in
-DistributedDataParallel and trains on an equal share of every epoch (in-memory
-images: a strided slice of the epoch permutation; shards: ``cvae.stream``, split
-by node and worker). Rank 0 alone writes the state, history and log.
+DistributedDataParallel and trains on an equal share of every epoch (the
+source gives each rank its share). Rank 0 alone writes the state, history and log.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from cvae import distributed
+from cvae.batches import BatchSource, HeldOut, to_float_images
 from cvae.checkpoint import load_state, save_state
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
@@ -41,21 +44,6 @@ from cvae.losses import elbo_loss
 from cvae.models import ConditionalVAE
 from cvae.params import TrainParams
 from cvae.progress import bar
-
-# A condition source: a tensor indexed by item (labels (N,) or vectors (N, D)),
-# or a function (item indices (B,), generator) -> conditions (B, ...).
-Conditions = torch.Tensor | Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-
-class BatchStream(Protocol):
-    """Batches of one epoch from outside memory (see ``cvae.stream``)."""
-
-    steps: int  # batches per epoch on every rank
-    batch_size: int
-
-    def epoch(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        """(uint8 images (B, C, H, W), conditions (B, ...)) for ``steps`` batches."""
-        ...
 
 
 def run_fields(cfg: TrainParams) -> dict[str, Any]:
@@ -95,33 +83,10 @@ def interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's data order (in memory and streamed)."""
-    return seed * 100_003 + epoch
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> tuple[torch.Generator, torch.Tensor]:
-    """(generator, permutation of n items) that depend on (seed, epoch) only.
-
-    A resumed run thus sees the same batches as an uninterrupted one.
-    """
-    gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    return gen, torch.randperm(n, generator=gen)
-
-
 def progress(steps: int, desc: str, *, quiet: bool = False) -> tqdm:
     """A per-epoch progress bar over ``range(steps)`` (see ``cvae.progress``;
     ``quiet`` on ranks other than 0)."""
     return bar(range(steps), desc, unit="step", quiet=quiet)
-
-
-def to_float_images(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float32 in [0, 1]."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-
-
-def _select(conds: Conditions, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return conds(idx, gen) if callable(conds) else conds[idx]
 
 
 def fingerprint(*parts: Any) -> str:
@@ -139,31 +104,24 @@ def fingerprint(*parts: Any) -> str:
 
 
 class Trainer:
-    """Fits a ConditionalVAE on images with their conditions.
+    """Fits a ConditionalVAE on the batches of ``data`` (see ``cvae.batches``).
 
-    images: uint8 (N, C, H, W) on CPU.  conds: see ``Conditions``.
-    stream: batches from shards instead (``images`` and ``conds`` then None).
-    val: optional (images, conds) scored each epoch (negative ELBO per image).
+    val: an optional held-out split scored each epoch (negative ELBO per image).
     """
 
     def __init__(
         self,
         model: ConditionalVAE,
         cfg: TrainParams,
-        images: torch.Tensor | None,
-        conds: Conditions | None,
+        data: BatchSource,
         *,
         state_path: str | os.PathLike,
         history_path: str | os.PathLike | None = None,
-        val: tuple[torch.Tensor, Conditions] | None = None,
+        val: HeldOut | None = None,
         run_id: str = "",
         log: Callable[[str], None] = print,
-        stream: BatchStream | None = None,
     ):
-        if (images is None) == (stream is None):
-            raise ValueError("give either images and conds, or a stream")
         self.cfg = cfg
-        self.stream = stream
         device = resolve_device(cfg.device)
         self.dist = distributed.setup(device)
         self.device = distributed.rank_device(device, self.dist)
@@ -172,13 +130,8 @@ class Trainer:
         if self.device.type == "cuda":
             # channels_last: the fast layout for convolutions on tensor cores.
             self.model = self.model.to(memory_format=torch.channels_last)
-        if images is not None and self.device.type == "cuda":
-            # The uint8 set goes to the GPU once when it fits easily (no copy per
-            # step); a larger one stays in pinned memory for asynchronous copies.
-            on_gpu = images.nbytes < 4 * 2**30
-            images = images.to(self.device) if on_gpu else images.pin_memory()
-        self.images = images  # (N, C, H, W) uint8, or None with a stream
-        self.conds = conds
+        data.place(self.device)  # e.g. a small uint8 set onto the GPU once
+        self.data = data
         self.val = val
         self.state_path = Path(state_path)
         self.history_path = Path(history_path) if history_path else None
@@ -276,15 +229,6 @@ class Trainer:
             logits, x, mu, logvar, beta=self.cfg.beta, recon=self.cfg.recon
         )
 
-    def _batch(
-        self,
-        source: torch.Tensor,
-        conds: Conditions,
-        idx: torch.Tensor,
-        gen: torch.Generator,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._to_device(source[idx], _select(conds, idx, gen))
-
     def _to_device(
         self, x: torch.Tensor, c: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -297,39 +241,24 @@ class Trainer:
     def _epoch_batches(
         self, epoch: int
     ) -> tuple[int, int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-        """(steps, items on all ranks, batches) of one epoch for this rank."""
-        bs = self.cfg.batch_size
-        if self.stream is not None:
-            steps = self.stream.steps
-            n = steps * self.stream.batch_size * self.dist.world_size
-            it = (self._to_device(x, c) for x, c in self.stream.epoch(epoch))
-            return steps, n, it
-        assert self.images is not None and self.conds is not None
-        gen, perm = epoch_order(self.cfg.seed, epoch, len(self.images))
-        mine = distributed.rank_share(perm, self.dist)
-        steps = math.ceil(len(mine) / bs)
-        images, conds = self.images, self.conds
-        it = (
-            self._batch(images, conds, mine[s * bs : (s + 1) * bs], gen)
-            for s in range(steps)
-        )
-        return steps, len(mine) * self.dist.world_size, it
+        """(steps, items on all ranks, batches on the device) of one epoch."""
+        it = (self._to_device(x, c) for x, c in self.data.epoch(epoch))
+        return self.data.steps, self.data.items, it
 
     @torch.no_grad()
     def evaluate_loss(self) -> dict[str, float]:
         """Negative ELBO per image on the validation set (eval mode)."""
         assert self.val is not None
-        images, conds = self.val
         self.model.eval()
-        gen = torch.Generator().manual_seed(self.cfg.seed)
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-        for start in range(0, len(images), self.cfg.batch_size * 4):
-            idx = torch.arange(start, min(start + self.cfg.batch_size * 4, len(images)))
-            terms = self._step(*self._batch(images, conds, idx, gen), train=False)
+        n = 0
+        for x, c in self.val.ordered(self.cfg.batch_size * 4):
+            terms = self._step(*self._to_device(x, c), train=False)
             for k in sums:
                 sums[k] += terms[k].item()
+            n += len(x)
         self.model.train()
-        return {f"val_{k}": v / len(images) for k, v in sums.items()}
+        return {f"val_{k}": v / n for k, v in sums.items()}
 
     def _run_epoch(self, epoch: int, check_every: int) -> None:
         """One epoch: steps, the NaN guard, the history row, the state file."""

@@ -22,12 +22,12 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
+from cvae.batches import to_float_images
 from cvae.errors import CVAEError
 from cvae.io import atomic_path
 from cvae.models import ConditionalVAE
 from cvae.sampling import batches
 from cvae.text import CLASS_NAMES
-from cvae.train import to_float_images
 
 
 @torch.no_grad()

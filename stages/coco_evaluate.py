@@ -4,101 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import typer
 
 from cvae.checkpoint import load_model
-from cvae.clip import ClipEncoder, clip_score, tensor_to_pil
 from cvae.clip_weights import RANDOM_INIT_WARNING, load_clip
+from cvae.coco_evaluation import HeldOutScores, prompt_score, score_held_out
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
-from cvae.evaluation import (
-    comparison_grid,
-    fid_to_reference,
-    generation_grid,
-    reconstruction_metrics,
-)
+from cvae.evaluation import comparison_grid, generation_grid
 from cvae.fid import FID
 from cvae.io import check_writable, write_record
 from cvae.lineage import flat_params
-from cvae.longtext import LongTextData, load_longtext
-from cvae.params import (
-    FID_PROTOCOL_N,  # below it, FID is biased upward
-    CocoEvaluate,
-)
-from cvae.sampling import generate_for, save_grid
-from cvae.train import to_float_images
+from cvae.longtext import shard_split
+from cvae.params import CocoEvaluate
+from cvae.sampling import save_grid
 from stages._common import Info, load, stage_main
 
 CLIP_SCORE_CAVEAT = (
     "CLIP score with RANDOM CLIP weights measures nothing semantic: compare it "
     "only across runs with the same random CLIP, never with published values"
 )
-
-
-def clip_scores(
-    enc: ClipEncoder,
-    val: LongTextData,
-    prompt_vecs: torch.Tensor,
-    prompt_images: torch.Tensor,
-    recons: torch.Tensor,
-    generated: torch.Tensor,
-    *,
-    normalize: bool,
-    batch_size: int,
-) -> dict:
-    """CLIP score (100 * max(cos, 0), mean) of four image sets against their text.
-
-    prompts: each prompt's generations vs the prompt; generated / recon / real:
-    generations from, reconstructions of, and the held-out images themselves vs
-    their caption 0 (real is the reference a perfect model would reach).
-    """
-
-    def embed(images: torch.Tensor) -> np.ndarray:
-        return enc.embed_images(tensor_to_pil(images), batch_size=batch_size)
-
-    n_per = len(prompt_images) // max(len(prompt_vecs), 1)
-    texts = enc.embed_texts(val.captions, batch_size=batch_size, normalize=normalize)
-    n = len(recons)
-    return {
-        "clip_score_prompts": float(
-            clip_score(
-                prompt_vecs.repeat_interleave(n_per, 0).numpy(), embed(prompt_images)
-            ).mean()
-        ),
-        "clip_score_generated": float(clip_score(texts[:n], embed(generated)).mean()),
-        "clip_score_recon": float(clip_score(texts[:n], embed(recons)).mean()),
-        "clip_score_real": float(
-            clip_score(texts[:n], embed(to_float_images(val.images[:n]))).mean()
-        ),
-        "clip_score_n": n,
-    }
-
-
-def coco_fid(
-    weights: Path,
-    device: torch.device,
-    real: torch.Tensor,
-    recons: torch.Tensor,
-    generated: torch.Tensor,
-    batch_size: int,
-) -> dict:
-    """FID of reconstructions and of generations against the held-out images."""
-    fid = FID(weights, device=device, batch_size=batch_size)
-    fid.update(real, real=True)
-    ref = fid.stats(real=True)
-    out = {
-        "fid_recon": fid_to_reference(fid, ref, recons),
-        "fid_generate": fid_to_reference(fid, ref, generated),
-        "fid_n": len(real),
-    }
-    if len(real) < FID_PROTOCOL_N:
-        out["fid_note"] = (
-            f"FID on {len(real)} < {FID_PROTOCOL_N} images is biased upward: "
-            "compare it only between runs on the same held-out set"
-        )
-    return out
 
 
 LABELS_PX = 160  # width of the grids' label column (prompts, word-wrapped)
@@ -135,6 +61,9 @@ def evaluate_coco(
     """MSE/SSIM of reconstructions on 'val', a reconstruction grid and generations,
     CLIP scores, and FID when ``fid_weights`` is given.
 
+    The 'val' split is read from the shards batch by batch and every score is
+    accumulated as it goes, so memory does not grow with the split.
+
     Everything that can fail (model, data, CLIP) is checked before the first
     output is written, so a failing run leaves the previous outputs unchanged.
     """
@@ -142,18 +71,19 @@ def evaluate_coco(
     model, meta = load_model(model_path, device, expect_arch="image")
     info = meta["info"]
     cond_dim = int(meta["config"]["cond_dim"])
-    val = load_longtext(
+    val, val_conds = shard_split(
         shards, text_emb, image_emb, condition_on=info["condition_on"], split="val"
     )
-    if val.images.shape[-1] != meta["config"]["image_size"]:
+    side = val.image_shape()[-1]
+    if side != meta["config"]["image_size"]:
         raise CVAEError(
             f"{model_path} is a {meta['config']['image_size']} px model but the shards "
-            f"hold {val.images.shape[-1]} px images: re-run `dvc repro`"
+            f"hold {side} px images: re-run `dvc repro`"
         )
-    if val.eval_conds.shape[1] != cond_dim:
+    if val_conds.eval_conds.shape[1] != cond_dim:
         raise CVAEError(
             f"{model_path} takes {cond_dim}-d conditions but the embeddings hold "
-            f"{val.eval_conds.shape[1]}-d vectors: re-run `dvc repro`"
+            f"{val_conds.eval_conds.shape[1]}-d vectors: re-run `dvc repro`"
         )
 
     clip = info["clip"]
@@ -169,50 +99,34 @@ def evaluate_coco(
             f"{cond_dim}-d conditions: retrain the model (dvc repro)"
         )
     prompts = list(params.prompts)
-    vecs = enc.embed_texts(prompts, normalize=bool(clip.get("normalize")))
+    normalize = bool(clip.get("normalize"))
+    vecs = enc.embed_texts(prompts, normalize=normalize)
     conds = [torch.from_numpy(v) for v in vecs]
 
     nrow, bs, seed = params.grid_n, params.batch_size, params.seed
-    n_score = min(len(val.images), params.score_samples)
-    metrics, recons = reconstruction_metrics(
-        model, val.images, val.eval_conds, batch_size=bs, keep=max(nrow * 2, n_score)
+    n_score = min(len(val), params.score_samples)
+    fid = FID(fid_weights, device=device, batch_size=bs) if fid_weights else None
+    scores = HeldOutScores(enc, fid, normalize=normalize, batch_size=bs)
+    metrics, originals, recons = score_held_out(
+        model, val, scores, n_score=n_score, keep=nrow * 2, batch_size=bs, seed=seed
     )
-    gen = generation_grid(model, conds, nrow, seed=seed)
-    generated = generate_for(model, val.eval_conds[:n_score], seed=seed, batch_size=bs)
-    metrics.update(
-        clip_scores(
-            enc,
-            val,
-            torch.stack(conds) if conds else torch.zeros(0, cond_dim),
-            gen,
-            recons[:n_score],
-            generated,
-            normalize=bool(clip.get("normalize")),
-            batch_size=bs,
-        )
+    grid = generation_grid(model, conds, nrow, seed=seed)
+    metrics["clip_score_prompts"] = (
+        prompt_score(enc, vecs, grid, bs) if len(prompts) else float("nan")
     )
-    if fid_weights is not None:
-        metrics.update(
-            coco_fid(
-                fid_weights,
-                device,
-                val.images[:n_score],
-                recons[:n_score],
-                generated,
-                batch_size=bs,
-            )
-        )
+    metrics.update(scores.clip_scores(val_conds.captions[:n_score]))
+    if fid is not None:
+        metrics.update(scores.fids())
     else:
         metrics["fid_recon"] = metrics["fid_generate"] = None  # off; never faked
-    originals = to_float_images(val.images[: nrow * 2])
     save_grid(
-        comparison_grid(originals, recons[: nrow * 2], nrow),
+        comparison_grid(originals, recons, nrow),
         recon_grid,
         nrow=nrow,
         row_labels=["original", "reconstructed"] * -(-len(originals) // nrow),
         label_width=LABELS_PX,
     )
-    save_grid(gen, gen_grid, nrow=nrow, row_labels=prompts, label_width=LABELS_PX)
+    save_grid(grid, gen_grid, nrow=nrow, row_labels=prompts, label_width=LABELS_PX)
     metrics.update(
         {
             "size": meta["config"]["image_size"],

@@ -14,12 +14,13 @@ import torch
 import typer
 
 from cvae import distributed
+from cvae.batches import BatchSource, MemoryBatches
 from cvae.checkpoint import save_model
 from cvae.clip_weights import clip_width
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.io import check_writable
-from cvae.longtext import image_conditions, load_longtext, pick_loader
+from cvae.longtext import image_conditions, load_longtext, pick_loader, shard_split
 from cvae.models import build_model
 from cvae.params import Params
 from cvae.shards import shard_index
@@ -47,52 +48,62 @@ def train_coco(
     history: Path,
     state: Path,
 ) -> list[dict]:
-    """Train on the 'train' split, score the 'val' split loss each epoch."""
+    """Train on the 'train' split, score the 'val' split loss each epoch.
+
+    The 'val' split is always read from the shards batch by batch; the 'train'
+    split is decoded into memory or streamed (``coco.train.loader``).
+    """
     on = params.condition_on
-    ids, splits = shard_index(shards)  # json members only: cheap, read once
+    index = shard_index(shards)  # json members only: cheap, read once
+    ids, splits = index
     tcfg = params.coco.train
+    world = distributed.info_from_env()
     loader = pick_loader(
         tcfg.loader,
         splits.count("train"),
         params.size,
         tcfg.memory_budget_mib,
-        distributed.info_from_env().world_size,
+        world.world_size,
     )
     tcfg = tcfg.model_copy(update={"loader": loader})  # as resolved from auto
-    val = load_longtext(shards, text_emb, image_emb, condition_on=on, split="val")
-    cond_dim = int(val.eval_conds.shape[1])
-    width = clip_width(val.clip["model"])
+    val, val_conds = shard_split(
+        shards, text_emb, image_emb, condition_on=on, split="val", index=index
+    )
+    cond_dim = int(val_conds.eval_conds.shape[1])
+    width = clip_width(val_conds.clip["model"])
     if cond_dim != width:
         raise CVAEError(
             f"{text_emb if on == 'text' else image_emb} holds {cond_dim}-d vectors "
-            f"but CLIP {val.clip['model']} gives {width}-d: re-run coco_embed "
+            f"but CLIP {val_conds.clip['model']} gives {width}-d: re-run coco_embed "
             "(dvc repro coco_embed)"
         )
+    channels, _, side = val.image_shape()
     mp = model_params(params, cond_dim)
     torch.manual_seed(tcfg.seed)
-    model = build_model("image", mp | {"in_channels": int(val.images.shape[1])})
-    if val.images.shape[-1] != mp["image_size"]:
+    model = build_model("image", mp | {"in_channels": channels})
+    if side != mp["image_size"]:
         raise CVAEError(
             f"params size={mp['image_size']} but {shards} holds "
-            f"{val.images.shape[-1]} px images: re-run the shard stage (dvc repro)"
+            f"{side} px images: re-run the shard stage (dvc repro)"
         )
+    data: BatchSource
     if tcfg.loader == "stream":  # decoded in workers, split by node and worker
         ids = ids[[s == "train" for s in splits]]
         conds = image_conditions(ids, text_emb, image_emb, condition_on=on)
         ids = ids[conds.keep]
         clip_meta = conds.clip
         run_id = fingerprint("image", mp, on, run_fields(tcfg), ids, conds.eval_conds)
-        stream = ShardStream(
+        data = ShardStream(
             shards,
             id_lookup(ids, conds.train_conds),
             len(ids),
             tcfg.batch_size,
             seed=tcfg.seed,
             num_workers=tcfg.num_workers,
-            info=distributed.info_from_env(),
+            info=world,
             pin_memory=resolve_device(tcfg.device).type == "cuda",
         )
-        images, train_conds, n_train = None, None, len(ids)
+        n_train = len(ids)
     else:  # decoded once, in memory
         train = load_longtext(
             shards, text_emb, image_emb, condition_on=on, split="train"
@@ -101,18 +112,22 @@ def train_coco(
         run_id = fingerprint(
             "image", mp, on, run_fields(tcfg), train.images, train.eval_conds
         )
-        stream, images, train_conds = None, train.images, train.train_conds
+        data = MemoryBatches(
+            train.images,
+            train.train_conds,
+            batch_size=tcfg.batch_size,
+            seed=tcfg.seed,
+            info=world,
+        )
         n_train = len(train.ids)
     trainer = Trainer(
         model,
         tcfg,
-        images,
-        train_conds,
+        data,
         state_path=state,
         history_path=history,
-        val=(val.images, val.eval_conds),
+        val=val,
         run_id=run_id,
-        stream=stream,
     )
     hist = trainer.fit()
     if not trainer.dist.is_main:

@@ -8,6 +8,7 @@ import torch
 import typer
 
 from cvae import fashion
+from cvae.batches import to_float_images
 from cvae.checkpoint import load_model
 from cvae.classifier import conditioning_metrics
 from cvae.device import resolve_device
@@ -24,7 +25,6 @@ from cvae.lineage import flat_params
 from cvae.params import FashionEvaluate, FidParams
 from cvae.sampling import save_grid
 from cvae.text import by_class
-from cvae.train import to_float_images
 from stages._common import Info, load, stage_main
 from stages.fashion_fid_ref import load_reference
 

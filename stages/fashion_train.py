@@ -9,6 +9,7 @@ import torch
 import typer
 
 from cvae import distributed, fashion
+from cvae.batches import MemoryBatches, MemorySplit
 from cvae.checkpoint import save_model
 from cvae.errors import CVAEError
 from cvae.io import check_writable
@@ -43,11 +44,10 @@ def train_fashion(
     trainer = Trainer(
         model,
         tcfg,
-        images,
-        labels,
+        MemoryBatches(images, labels, batch_size=tcfg.batch_size, seed=tcfg.seed),
         state_path=state,
         history_path=history,
-        val=val,
+        val=MemorySplit(*val),
         run_id=run_id,
     )
     hist = trainer.fit()

@@ -17,6 +17,7 @@ import torch
 import typer
 
 from cvae import fashion
+from cvae.batches import MemoryBatches
 from cvae.checkpoint import load_model
 from cvae.device import resolve_device
 from cvae.io import check_writable, write_record
@@ -49,9 +50,8 @@ def train_vae(
     model = build_model("conv", vae_config)
     zeros = torch.zeros(len(images), dtype=torch.int64)  # (N,) the one condition
     with tempfile.TemporaryDirectory(prefix="cvae-vae-") as tmp:
-        trainer = Trainer(
-            model, tcfg, images, zeros, state_path=Path(tmp) / "resume.pt"
-        )
+        data = MemoryBatches(images, zeros, batch_size=tcfg.batch_size, seed=seed)
+        trainer = Trainer(model, tcfg, data, state_path=Path(tmp) / "resume.pt")
         history = trainer.fit()
     return trainer.model.eval(), history
 

@@ -15,6 +15,7 @@ import torch
 from conftest import make_model, train_config
 
 from cvae import fashion
+from cvae.batches import MemoryBatches
 from cvae.models.base import ConditionalVAE
 from cvae.train import Trainer
 
@@ -30,9 +31,8 @@ def main(data: str, out: str, batch_size: int, mean_z: bool) -> None:
     torch.manual_seed(0)
     model = make_model("fc", hidden_dims=[64, 32], latent_dim=8)
     cfg = train_config(epochs=1, batch_size=batch_size, device="cpu", lr=1e-3)
-    trainer = Trainer(
-        model, cfg, images, labels, state_path=Path(out) / "state.pt", log=print
-    )
+    data = MemoryBatches(images, labels, batch_size=batch_size, seed=cfg.seed)
+    trainer = Trainer(model, cfg, data, state_path=Path(out) / "state.pt", log=print)
     hist = trainer.fit()
     rank = trainer.dist.rank
     torch.save(

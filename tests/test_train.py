@@ -6,6 +6,7 @@ import torch
 from conftest import make_model, train_config, typed_params
 
 from cvae import fashion
+from cvae.batches import MemoryBatches
 from cvae.device import resolve_device
 from cvae.errors import CVAEError
 from cvae.params import ParamsError
@@ -27,8 +28,7 @@ def _train(tiny_fashion, tmp_path, epochs, name="s.pt", **kw):
     t = Trainer(
         model,
         cfg,
-        x,
-        y,
+        MemoryBatches(x, y, batch_size=cfg.batch_size, seed=cfg.seed),
         state_path=tmp_path / name,
         history_path=tmp_path / "h.json",
         run_id="run",
@@ -79,8 +79,7 @@ def test_nan_stops_with_the_step_and_keeps_the_last_state(
     Trainer(
         model,
         train_config(epochs=1, batch_size=32, device="cpu"),
-        x,
-        y,
+        MemoryBatches(x, y, batch_size=32, seed=0),
         state_path=state,
         run_id="r",
         log=lambda s: None,
@@ -91,8 +90,7 @@ def test_nan_stops_with_the_step_and_keeps_the_last_state(
     t = Trainer(
         model,
         train_config(epochs=2, batch_size=32, device="cpu"),
-        x,
-        y,
+        MemoryBatches(x, y, batch_size=32, seed=0),
         state_path=state,
         run_id="r2",
         log=lambda s: None,

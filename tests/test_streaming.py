@@ -1,0 +1,167 @@
+"""Bounded memory by design: the held-out split streams from the shards, the
+Trainer takes any batch source, and evaluation accumulates scores batch by batch
+with the same numbers as the whole-set (in-memory) reference."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cvae.batches import MemoryBatches, MemorySplit, to_float_images
+from cvae.checkpoint import load_model
+from cvae.clip_weights import load_clip
+from cvae.coco_evaluation import HeldOutScores, score_held_out
+from cvae.distributed import DistInfo
+from cvae.evaluation import reconstruction_metrics
+from cvae.fid import FID, RunningStats, frechet_distance
+from cvae.longtext import load_longtext, shard_split
+
+
+def _val(coco):
+    return shard_split(
+        coco.root / "shards64", coco.text, coco.image, condition_on="text", split="val"
+    )
+
+
+def _in_memory(coco, split: str = "val"):
+    """The split as ``load_longtext`` holds it: the reference."""
+    return load_longtext(
+        coco.root / "shards64", coco.text, coco.image, condition_on="text", split=split
+    )
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_shard_split_streams_what_load_longtext_holds(coco, batch_size) -> None:
+    val, conds = _val(coco)
+    ref = _in_memory(coco)
+    xs, cs = zip(*val.ordered(batch_size), strict=True)
+    assert all(len(x) <= batch_size for x in xs)
+    assert len(val) == len(ref.ids) == sum(len(x) for x in xs)
+    assert torch.equal(torch.cat(xs), ref.images)
+    assert torch.equal(torch.cat(cs), ref.eval_conds)
+    assert conds.captions == ref.captions
+    assert val.image_shape() == tuple(ref.images.shape[1:])
+
+
+def test_memory_batches_share_each_epoch_between_ranks() -> None:
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
+    conds = torch.arange(10) * 10
+    seen = []
+    for rank in (0, 1):
+        src = MemoryBatches(
+            images, conds, batch_size=3, seed=7, info=DistInfo(rank, 2, rank)
+        )
+        assert (src.steps, src.items) == (2, 10)  # 5 items per rank, batches 3 + 2
+        batches = list(src.epoch(4))
+        assert [len(x) for x, _ in batches] == [3, 2]
+        assert all(torch.equal(x.flatten().long() * 10, c) for x, c in batches)
+        again = list(src.epoch(4))
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+        seen += [int(v) for x, _ in batches for v in x.flatten()]
+    assert sorted(seen) == list(range(10))  # one epoch = every item once
+
+
+def test_running_stats_equal_the_whole_set_fid(fid_weights, coco) -> None:
+    val, _ = _val(coco)
+    x = torch.cat([x for x, _ in val.ordered(8)])  # (N, 3, 64, 64) uint8
+    y = torch.flip(x, dims=[3])  # another set: the mirror images
+    whole = FID(fid_weights[0], batch_size=1)
+    whole.update(x, real=True)
+    whole.update(y, real=False)
+    a, b = RunningStats(), RunningStats()
+    for i in range(len(x)):  # one image at a time, as a stream would
+        a.add(whole.features(x[i : i + 1]))
+        b.add(whole.features(y[i : i + 1]))
+    for got, want in zip(a.stats(), whole.stats(real=True)):
+        np.testing.assert_array_equal(got, want)
+    assert frechet_distance(*a.stats(), *b.stats()) == whole.compute()
+
+
+def test_streamed_scores_equal_the_in_memory_reference(fid_weights, coco) -> None:
+    model, meta = load_model(coco.model, torch.device("cpu"), expect_arch="image")
+    clip = meta["info"]["clip"]
+    enc = load_clip(clip["model"], "none", "cpu", seed=int(clip["seed"] or 0))
+    val, conds = _val(coco)
+    ref = _in_memory(coco)
+    fid = FID(fid_weights[0], batch_size=1)
+    scores = HeldOutScores(enc, fid, normalize=False, batch_size=1)
+    metrics, originals, recons = score_held_out(
+        model, val, scores, n_score=len(val), keep=1, batch_size=1, seed=3
+    )
+    want, want_recons = reconstruction_metrics(
+        model, ref.images, ref.eval_conds, batch_size=1, keep=len(val)
+    )
+    assert metrics == want
+    assert torch.equal(originals, to_float_images(ref.images[:1]))
+    assert torch.equal(recons, want_recons[:1])
+    # FID of the reconstructions: whole-set reference
+    fid.update(ref.images, real=True)
+    fid.update(want_recons, real=False)
+    assert scores.fids()["fid_recon"] == pytest.approx(fid.compute(), rel=1e-9)
+    assert scores.clip_scores(conds.captions)["clip_score_n"] == len(val)
+
+
+class _Fresh:
+    """A held-out source that makes every batch anew and watches them die."""
+
+    def __init__(self, split: MemorySplit) -> None:
+        self.split = split
+        self.refs: list[weakref.ref] = []
+        self.alive_at_yield: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def ordered(self, batch_size: int):
+        for x, c in self.split.ordered(batch_size):
+            gc.collect()
+            # batches handed out two or more steps ago must be gone by now
+            self.alive_at_yield.append(sum(r() is not None for r in self.refs[:-1]))
+            x = x.clone()
+            self.refs.append(weakref.ref(x))
+            yield x, c
+
+
+def test_evaluation_holds_no_earlier_batch(coco) -> None:
+    model, meta = load_model(coco.model, torch.device("cpu"), expect_arch="image")
+    clip = meta["info"]["clip"]
+    enc = load_clip(clip["model"], "none", "cpu", seed=int(clip["seed"] or 0))
+    ref = _in_memory(coco)
+    src = _Fresh(
+        MemorySplit(ref.images.repeat(4, 1, 1, 1), ref.eval_conds.repeat(4, 1))
+    )
+    scores = HeldOutScores(enc, None, normalize=False, batch_size=2)
+    score_held_out(model, src, scores, n_score=len(src), keep=1, batch_size=1, seed=0)
+    assert len(src.alive_at_yield) == len(src) >= 8
+    assert max(src.alive_at_yield) == 0
+
+
+def test_trainer_val_from_shards_equals_val_in_memory(coco, tmp_path: Path) -> None:
+    from conftest import train_config
+
+    from cvae.train import Trainer
+
+    val, _ = _val(coco)
+    ref = _in_memory(coco)
+    train = _in_memory(coco, "train")
+    losses = []
+    for i, held_out in enumerate([val, MemorySplit(ref.images, ref.eval_conds)]):
+        model, _ = load_model(coco.model, torch.device("cpu"), expect_arch="image")
+        cfg = train_config(epochs=1, batch_size=2, device="cpu")
+        data = MemoryBatches(train.images, train.train_conds, batch_size=2, seed=0)
+        torch.manual_seed(0)
+        t = Trainer(
+            model.train(),
+            cfg,
+            data,
+            state_path=tmp_path / f"{i}.pt",
+            val=held_out,
+            log=lambda s: None,
+        )
+        losses.append(t.fit()[-1]["val_loss"])
+    assert losses[0] == losses[1]
