@@ -52,33 +52,34 @@ def run_stage(module: str, args: list[str], cwd: Path) -> dict:
     return {"wall_s": wall, "peak_tree_mib": peak.mib}
 
 
-def params_for(work: Path, images: Path, captions: Path, size: int) -> Path:
-    """The repository's params with the fixture's paths, ``size``, one epoch."""
+def params_for(
+    work: Path, images: Path, captions: Path, size: int, loader: str | None = None
+) -> Path:
+    """The repository's params with the fixture's paths, ``size``, one epoch
+    (and ``coco.train.loader`` when given)."""
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["coco_data"] = {"images": str(images), "captions": str(captions)}
     p["size"] = size
     p["coco"]["train"]["epochs"] = 1
+    if loader is not None:
+        p["coco"]["train"]["loader"] = loader
     path = work / f"params-{size}.yaml"
     path.write_text(yaml.safe_dump(p, sort_keys=False))
     return path
 
 
-def bench_n(n: int, sizes: list[int], work_root: Path) -> list[dict]:
-    fixture = build(n, OUT, os.cpu_count() or 1)
-    images, captions = fixture / "images", fixture / "captions.json"
-    work = work_root / f"n{n}"
-    work.mkdir(parents=True, exist_ok=True)
-    rows = []
+def row(stage: str, n: int, size: int | None, items: int, r: dict) -> dict:
+    """One table row (printed as it comes)."""
+    out = {"stage": stage, "n": n, "size": size, "items": items} | r
+    out["items_per_s"] = items / r["wall_s"]
+    print(json.dumps(out), file=sys.stderr, flush=True)
+    return out
 
-    def add(stage: str, size: int | None, items: int, r: dict) -> None:
-        rows.append(
-            {"stage": stage, "n": n, "size": size, "items": items}
-            | r
-            | {"items_per_s": items / r["wall_s"]}
-        )
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
-    p = params_for(work, images, captions, sizes[0])
+def filter_and_embed(
+    n: int, work: Path, images: Path, captions: Path, p: Path
+) -> list[dict]:
+    """coco_filter and coco_embed on the N-image fixture (rows of both)."""
     d = work / "data"
     r = run_stage(
         "coco_filter",
@@ -92,7 +93,7 @@ def bench_n(n: int, sizes: list[int], work_root: Path) -> list[dict]:
         ROOT,
     )
     counts = json.loads((work / "filter.json").read_text())
-    add("coco_filter", None, counts["captions_in_file"], r)
+    rows = [row("coco_filter", n, None, counts["captions_in_file"], r)]
     r = run_stage(
         "coco_embed",
         opts(
@@ -105,9 +106,39 @@ def bench_n(n: int, sizes: list[int], work_root: Path) -> list[dict]:
         ),
         ROOT,
     )
-    add("coco_embed", None, counts["kept"], r)
+    return [*rows, row("coco_embed", n, None, counts["kept"], r)]
+
+
+def bench_n(
+    n: int,
+    sizes: list[int],
+    work_root: Path,
+    *,
+    reuse: bool = False,
+    loader: str | None = None,
+) -> list[dict]:
+    """Filter, embed, then per size shard, train and evaluate, on the N-image
+    fixture. ``reuse``: keep this N's filter and embed outputs from an earlier
+    run (they depend on neither size nor loader) and time only the rest."""
+    fixture = build(n, OUT, os.cpu_count() or 1)
+    images, captions = fixture / "images", fixture / "captions.json"
+    work = work_root / f"n{n}"
+    work.mkdir(parents=True, exist_ok=True)
+    d = work / "data"
+    rows: list[dict] = []
+    outputs = [d / "manifest.parquet", d / "text.parquet", d / "image.parquet"]
+    if reuse and all(f.is_file() for f in outputs):
+        print(f"n={n}: filter and embed outputs reused", file=sys.stderr)
+    else:
+        p = params_for(work, images, captions, sizes[0], loader)
+        rows += filter_and_embed(n, work, images, captions, p)
+    counts = json.loads((work / "filter.json").read_text())
+
+    def add(stage: str, size: int | None, items: int, r: dict) -> None:
+        rows.append(row(stage, n, size, items, r))
+
     for size in sizes:
-        p = params_for(work, images, captions, size)
+        p = params_for(work, images, captions, size, loader)
         shards = d / f"shards{size}"
         r = run_stage(
             "coco_shard",
@@ -136,7 +167,7 @@ def bench_n(n: int, sizes: list[int], work_root: Path) -> list[dict]:
             ROOT,
         )
         hist = json.loads((work / f"history{size}.json").read_text())
-        add("coco_train (1 epoch)", size, counts["train"], r)
+        add(f"coco_train (1 epoch, {loader or 'auto'})", size, counts["train"], r)
         rows[-1]["kl_epoch1"] = hist[0]["kl"]
         fid = opts(fid_weights=FID_WEIGHTS) if FID_WEIGHTS.is_file() else []
         r = run_stage(
@@ -176,16 +207,8 @@ def bench_filter(k: int, work_root: Path) -> dict:
         ROOT,
     )
     counts = json.loads((work / "filter.json").read_text())
-    row = {
-        "stage": "coco_filter (captions only)",
-        "n": k,
-        "size": None,
-        "items": counts["captions_in_file"],
-    } | r
-    row["items_per_s"] = row["items"] / r["wall_s"]
-    row["kept"] = counts["kept"]
-    print(json.dumps(row), file=sys.stderr, flush=True)
-    return row
+    out = row("coco_filter (captions only)", k, None, counts["captions_in_file"], r)
+    return out | {"kept": counts["kept"]}
 
 
 def table(rows: list[dict]) -> str:
@@ -214,12 +237,20 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--filter-k", type=int, nargs="*", default=[118287])
     ap.add_argument("--work", type=Path, default=OUT / "work")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep each N's filter and embed outputs from an earlier run",
+    )
+    ap.add_argument(
+        "--loader", choices=["memory", "stream", "auto"], help="coco.train.loader"
+    )
     ap.add_argument("--out", type=Path, help="also write the table (markdown) here")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     rows = [bench_filter(k, args.work) for k in args.filter_k]
     for n in args.n:
-        rows += bench_n(n, args.sizes, args.work)
+        rows += bench_n(n, args.sizes, args.work, reuse=args.reuse, loader=args.loader)
     text = table(rows)
     print(text)
     if args.out:

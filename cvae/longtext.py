@@ -119,12 +119,18 @@ def image_conditions(
         raise CVAEError("no image has an embedding: re-run the embed stage")
     kept = ids[keep]
     rows = np.array([pos[int(i)] for i in kept])
-    choice = CaptionChoice(
-        vectors=torch.from_numpy(cap_vecs),
-        first=torch.from_numpy(first[rows]),
-        count=torch.from_numpy(count[rows]),
-    )
     captions = [cap_text[first[r]] for r in rows]
+    # Only the kept images' caption vectors, image by image (a split holds its
+    # own captions, not the whole table's).
+    sel_first, sel_count = first[rows], count[rows]
+    new_first = np.cumsum(sel_count) - sel_count
+    take = np.arange(sel_count.sum()) + np.repeat(sel_first - new_first, sel_count)
+    choice = CaptionChoice(
+        vectors=torch.from_numpy(cap_vecs[take]),
+        first=torch.from_numpy(new_first),
+        count=torch.from_numpy(sel_count),
+    )
+    del cap_vecs
     if condition_on == "text":
         train_conds: CaptionChoice | torch.Tensor = choice
         eval_conds = choice.fixed()
@@ -147,7 +153,7 @@ def load_longtext(
     Images lacking an embedding (e.g. unreadable originals) are dropped.
     """
     check_condition_on(condition_on)  # before the shards are read
-    ids, images, _ = load_shards(shard_dir, split)  # (N,), (N, S, S, 3)
+    ids, images, _ = load_shards(shard_dir, split, channels_first=True)
     if not len(ids):
         raise CVAEError(
             f"no {split} images in {shard_dir}: check filter.val_fraction and the data"
@@ -155,13 +161,10 @@ def load_longtext(
     c = image_conditions(
         ids, text_embeddings, image_embeddings, condition_on=condition_on
     )
+    pixels = torch.from_numpy(images)  # (N, 3, S, S) uint8, no copy
     return LongTextData(
         ids=ids[c.keep],
-        images=torch.from_numpy(images)[torch.from_numpy(c.keep)]
-        .permute(0, 3, 1, 2)
-        .contiguous()
-        if len(c.keep) < len(ids)  # some images lack an embedding
-        else torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        images=pixels[torch.from_numpy(c.keep)] if len(c.keep) < len(ids) else pixels,
         train_conds=c.train_conds,
         eval_conds=c.eval_conds,
         captions=c.captions,
@@ -197,9 +200,10 @@ def shard_split(
     return ShardSplit(shard_dir, split, ids[c.keep], c.eval_conds), c
 
 
-# Peak bytes per raw uint8 pixel byte while the set is loaded: the decoded NHWC
-# array and its NCHW copy exist together for a moment.
-IN_MEMORY_PEAK = 2.0
+# Peak bytes per raw uint8 pixel byte while the set is loaded: images are decoded
+# straight into one NCHW array (2.0 only for the moment a set in which some
+# images lack an embedding is cut down to the others).
+IN_MEMORY_PEAK = 1.0
 
 
 def pick_loader(

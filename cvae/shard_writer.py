@@ -64,7 +64,8 @@ def write_shards(
         size: output side in pixels.
         shard_size: manifest rows per shard (see the module docstring).
         image_format: "png" (lossless) or "jpg" (quality 95).
-        workers: processes per rank that decode and resize (0: one per CPU).
+        workers: processes per rank that decode and resize (0: the node's CPUs
+            shared by its torchrun ranks, at least one each).
         dist: this process's place in a torchrun job (None: alone).
 
     Returns (the same on every rank):
@@ -87,7 +88,9 @@ def write_shards(
             raise CVAEError(f"manifest lacks column '{col}': re-run the filter stage")
     if workers < 0:
         raise CVAEError(f"workers={workers} must be >= 0 (0: one per CPU)")
-    workers = workers or os.cpu_count() or 1
+    # 0: this node's CPUs shared by its ranks (torchrun's LOCAL_WORLD_SIZE)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    workers = workers or max(1, (os.cpu_count() or 1) // max(local_ranks, 1))
 
     rows = sorted(manifest.select(COLUMNS).to_pylist(), key=lambda r: r["image_id"])
     chunks = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]

@@ -232,7 +232,10 @@ def damaged_shard(path: Path) -> Iterator[None]:
 
 
 def load_shards(
-    shard_dir: str | os.PathLike, split: str | None = None
+    shard_dir: str | os.PathLike,
+    split: str | None = None,
+    *,
+    channels_first: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Load the samples of a shard folder (of one ``split``, or all) into memory.
 
@@ -243,7 +246,9 @@ def load_shards(
     which the tests compare it with).
 
     Returns:
-        ids int64[N], images uint8[N, S, S, 3], meta list of N dicts.
+        ids int64[N], images uint8[N, S, S, 3] (``channels_first``:
+        uint8[N, 3, S, S], each image transposed as it is decoded, so no NCHW copy
+        of the whole array is ever needed), meta list of N dicts.
     """
     _, splits = shard_index(shard_dir)
     n = sum(1 for s in splits if split is None or s == split)
@@ -252,7 +257,7 @@ def load_shards(
     images: np.ndarray | None = None
     for path, sample in raw_samples(shard_dir):
         with damaged_shard(path):
-            images = _put(sample, split, n, ids, images, metas)
+            images = _put(sample, split, n, ids, images, metas, channels_first)
     if images is None:
         return np.zeros(0, np.int64), np.zeros((0, 0, 0, 3), np.uint8), []
     return np.asarray(ids, dtype=np.int64), images, metas
@@ -298,18 +303,21 @@ def _put(
     ids: list[int],
     images: np.ndarray | None,
     metas: list[dict[str, Any]],
+    channels_first: bool,
 ) -> np.ndarray | None:
     """Decode ``sample`` into row ``len(ids)`` of ``images`` (allocated at the
     first one) when it is of ``split``; the array."""
     if split is not None and json.loads(sample["json"]).get("split") != split:
         return images
     image_id, image, meta = decode_sample(sample)
+    if channels_first:
+        image = image.transpose(2, 0, 1)  # (3, S, S) view
     if images is None:
         images = np.empty((n, *image.shape), np.uint8)
     if image.shape != images.shape[1:]:
         raise CVAEError(
-            f"sample {sample['__key__']} is {image.shape[1]} px, others "
-            f"{images.shape[2]} px: re-run the shard stage"
+            f"sample {sample['__key__']} is {image.shape[-2]} px, others "
+            f"{images.shape[-2]} px: re-run the shard stage"
         )
     images[len(ids)] = image
     ids.append(image_id)

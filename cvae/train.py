@@ -300,6 +300,9 @@ class Trainer:
         if self.dist.enabled:
             row["world_size"] = self.dist.world_size
         if self.val is not None and self.dist.is_main:
+            # the gradients are not needed until the next step zeroes them: free
+            # them for the held-out pass (at 256 px its batch is the peak)
+            self.opt.zero_grad(set_to_none=True)
             row.update(self.evaluate_loss())
         self.history.append(row)  # no timings: the same run, the same bytes
         speed = {"seconds": round(secs, 3), "images_per_s": round(n / secs, 1)}

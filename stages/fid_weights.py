@@ -19,7 +19,7 @@ import torch
 import typer
 
 from cvae.errors import CVAEError
-from cvae.fid import (
+from cvae.inception import (
     FID_HELPER_INSTALL,
     INPUT_SIZE,
     check_against_torchscript,

@@ -19,13 +19,12 @@ import torch
 from conftest import no_network
 from PIL import Image
 
-from cvae import fid as fid_mod
+from cvae import inception
 from cvae.errors import CVAEError
-from cvae.fid import (
-    FID,
+from cvae.fid import FID, frechet_distance
+from cvae.inception import (
     check_against_torchscript,
     find_fid_helper_weights,
-    frechet_distance,
     to_uint8_rgb,
 )
 from cvae.io import file_digest
@@ -72,8 +71,8 @@ def test_stage_report(fid_weights: tuple[Path, Path]) -> None:
     out, report = fid_weights
     numbers = json.loads(report.read_text())
     info = json.loads(report.with_name("fid_weights.info.json").read_text())
-    assert numbers["n_layers"] == fid_mod.N_CONV_LAYERS == 94
-    assert info["source_sha1"] == fid_mod.FID_HELPER_SHA1
+    assert numbers["n_layers"] == inception.N_CONV_LAYERS == 94
+    assert info["source_sha1"] == inception.FID_HELPER_SHA1
     assert info["sha256"] == file_digest(out)
     assert numbers["bytes"] == out.stat().st_size
     assert numbers["check_max_abs_diff"] < 1e-4
@@ -85,7 +84,7 @@ def test_stage_report(fid_weights: tuple[Path, Path]) -> None:
 def test_conversion_is_deterministic(
     fid_weights: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    info = fid_mod.convert_inception_weights(
+    info = inception.convert_inception_weights(
         find_fid_helper_weights(), tmp_path / "again.pth"
     )
     report = fid_weights[1].with_name("fid_weights.info.json")

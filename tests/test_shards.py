@@ -261,9 +261,12 @@ def test_load_shards_decodes_only_the_split_asked_for(
         assert got_ids.tolist() == all_ids[rows].tolist() and len(rows) > 0
         assert np.array_equal(got_images, all_images[rows])
         assert got_images.flags.owndata  # one array, filled in place
+        _, chw, _ = load_shards(tmp_path / "s", split, channels_first=True)
+        assert chw.flags.owndata and chw.flags.c_contiguous
+        assert np.array_equal(chw, got_images.transpose(0, 3, 1, 2))
     # auto: in memory while the pixels fit the budget, else streamed
-    assert pick_loader("auto", 1_000, 64, 2048, 1) == "memory"  # 23 MiB peak
-    assert pick_loader("auto", 25_600, 256, 2048, 1) == "stream"  # 9.4 GiB
-    assert pick_loader("auto", 4_000, 256, 2048, 1) == "memory"  # 1.5 GiB
-    assert pick_loader("auto", 4_000, 256, 2048, 2) == "stream"  # per process x 2
-    assert pick_loader("stream", 10, 64, 2048, 1) == "stream"
+    assert pick_loader("auto", 1_000, 64, 1024, 1) == "memory"  # 12 MiB
+    assert pick_loader("auto", 25_600, 256, 1024, 1) == "stream"  # 4.7 GiB
+    assert pick_loader("auto", 5_400, 256, 1024, 1) == "memory"  # 1,012 MiB
+    assert pick_loader("auto", 5_400, 256, 1024, 2) == "stream"  # per process x 2
+    assert pick_loader("stream", 10, 64, 1024, 1) == "stream"

@@ -165,3 +165,21 @@ def test_trainer_val_from_shards_equals_val_in_memory(coco, tmp_path: Path) -> N
         )
         losses.append(t.fit()[-1]["val_loss"])
     assert losses[0] == losses[1]
+
+
+def test_a_split_holds_only_its_own_caption_vectors(coco) -> None:
+    from cvae.longtext import image_conditions
+    from cvae.shards import shard_index
+
+    ids, splits = shard_index(coco.root / "shards64")
+    full = image_conditions(ids, coco.text, coco.image, condition_on="text")
+    val_ids = ids[[s == "val" for s in splits]]
+    val = image_conditions(val_ids, coco.text, coco.image, condition_on="text")
+    mine, every = val.train_conds, full.train_conds
+    assert len(mine.vectors) == int(mine.count.sum()) < len(every.vectors)
+    row = {int(i): k for k, i in enumerate(ids[full.keep])}
+    for k, image_id in enumerate(val_ids[val.keep]):
+        j = row[int(image_id)]
+        a, n = int(mine.first[k]), int(mine.count[k])
+        b, m = int(every.first[j]), int(every.count[j])
+        assert torch.equal(mine.vectors[a : a + n], every.vectors[b : b + m])
