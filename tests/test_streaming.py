@@ -35,6 +35,12 @@ def _in_memory(coco, split: str = "val"):
     )
 
 
+@pytest.fixture(scope="module")
+def one_fid(fid_weights) -> FID:
+    """One FID (Inception batch 1) for the module: building it costs seconds."""
+    return FID(fid_weights[0], batch_size=1)
+
+
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_shard_split_streams_what_load_longtext_holds(coco, batch_size) -> None:
     val, conds = _val(coco)
@@ -66,11 +72,12 @@ def test_memory_batches_share_each_epoch_between_ranks() -> None:
     assert sorted(seen) == list(range(10))  # one epoch = every item once
 
 
-def test_running_stats_equal_the_whole_set_fid(fid_weights, coco) -> None:
+def test_running_stats_equal_the_whole_set_fid(one_fid, coco) -> None:
     val, _ = _val(coco)
     x = torch.cat([x for x, _ in val.ordered(8)])  # (N, 3, 64, 64) uint8
     y = torch.flip(x, dims=[3])  # another set: the mirror images
-    whole = FID(fid_weights[0], batch_size=1)
+    whole = one_fid
+    whole.reset()
     whole.update(x, real=True)
     whole.update(y, real=False)
     a, b = RunningStats(), RunningStats()
@@ -82,13 +89,14 @@ def test_running_stats_equal_the_whole_set_fid(fid_weights, coco) -> None:
     assert frechet_distance(*a.stats(), *b.stats()) == whole.compute()
 
 
-def test_streamed_scores_equal_the_in_memory_reference(fid_weights, coco) -> None:
+def test_streamed_scores_equal_the_in_memory_reference(one_fid, coco) -> None:
     model, meta = load_model(coco.model, torch.device("cpu"), expect_arch="image")
     clip = meta["info"]["clip"]
     enc = load_clip(clip["model"], "none", "cpu", seed=int(clip["seed"] or 0))
     val, conds = _val(coco)
     ref = _in_memory(coco)
-    fid = FID(fid_weights[0], batch_size=1)
+    fid = one_fid
+    fid.reset()
     scores = HeldOutScores(enc, fid, normalize=False, batch_size=1)
     metrics, originals, recons = score_held_out(
         model, val, scores, n_score=len(val), keep=1, batch_size=1, seed=3
