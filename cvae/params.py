@@ -93,9 +93,28 @@ class ConvModel(Section):
     embed_dim: Pos
 
 
+class GMMModel(Section):
+    """The conv CVAE sampled from a per-class Gaussian mixture fitted to the
+    training posteriors (issue 15; ``cvae.models.gmm``), with its own schedule."""
+
+    channels: Annotated[list[Pos], Field(min_length=3, max_length=3)]  # 3 conv widths
+    latent_dim: Pos
+    conditioning: Conditioning
+    embed_dim: Pos
+    components: Pos  # Gaussian components per class in the fitted prior
+    epochs: Pos  # replaces fashion.train.epochs for this model
+    beta: Annotated[float, Field(gt=0)]  # replaces fashion.train.beta (KL weight)
+    weight_decay: Annotated[float, Field(ge=0)]  # replaces fashion.train.weight_decay
+
+
+# Fields of a model section that replace those of fashion.train for that model.
+TRAIN_OVERRIDES = ("epochs", "beta", "weight_decay")
+
+
 class FashionModels(Section):
     fc: FCModel
     conv: ConvModel
+    gmm: GMMModel
 
 
 class TrainParams(Section):

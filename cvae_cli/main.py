@@ -37,6 +37,7 @@ MODELS = {
     "fashion": ("data/fashion/conv/model.safetensors", "fashion_train@conv"),
     "fashion-conv": ("data/fashion/conv/model.safetensors", "fashion_train@conv"),
     "fashion-fc": ("data/fashion/fc/model.safetensors", "fashion_train@fc"),
+    "fashion-gmm": ("data/fashion/gmm/model.safetensors", "fashion_train@gmm"),
     "coco": ("data/coco/model.safetensors", "coco_train"),
 }
 QUICK_START = "dvc exp run -n quick -S fashion.train.epochs=2 fashion_train@conv"

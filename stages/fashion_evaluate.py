@@ -58,7 +58,7 @@ def evaluate_fashion(
 ) -> dict:
     """Reconstruction MSE/SSIM (and FID) on the whole test split, two PNG grids."""
     device = resolve_device(params.device)
-    model, meta = load_model(model_path, device, expect_arch=("fc", "conv"))
+    model, meta = load_model(model_path, device, expect_arch=("fc", "conv", "gmm"))
     d = fashion.load_dataset(data)
     images = torch.from_numpy(d["test_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
     labels = torch.from_numpy(d["test_labels"])

@@ -13,8 +13,8 @@ from cvae.batches import MemoryBatches, MemorySplit
 from cvae.checkpoint import save_model
 from cvae.errors import CVAEError
 from cvae.io import check_writable
-from cvae.models import build_model
-from cvae.params import Fashion, FashionModels
+from cvae.models import GMMCVAE, build_model
+from cvae.params import TRAIN_OVERRIDES, Fashion, FashionModels
 from cvae.text import CLASS_NAMES
 from cvae.train import Trainer, fingerprint, run_fields
 from stages._common import load, stage_main, write_live
@@ -23,9 +23,12 @@ from stages._common import load, stage_main, write_live
 def train_fashion(
     arch: str, params: Fashion, data: Path, model_out: Path, history: Path, state: Path
 ) -> list[dict]:
-    """Train ``arch`` with ``params.model.<arch>`` and ``params.train``."""
+    """Train ``arch`` with ``params.model.<arch>`` and ``params.train`` (whose
+    ``TRAIN_OVERRIDES`` fields the model section may replace); a model with a
+    fitted prior (``gmm``) then fits it to the training posteriors."""
     model_params = getattr(params.model, arch).model_dump()
-    tcfg = params.train
+    overrides = {k: model_params.pop(k) for k in TRAIN_OVERRIDES if k in model_params}
+    tcfg = params.train.model_copy(update=overrides)
     d = fashion.load_dataset(data)
     images = torch.from_numpy(d["train_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
     labels = torch.from_numpy(d["train_labels"])  # (N,) int64
@@ -53,6 +56,10 @@ def train_fashion(
     hist = trainer.fit()
     if not trainer.dist.is_main:
         return hist  # rank 0 writes the model
+    if isinstance(trainer.model, GMMCVAE):  # p(z | c) from the training posteriors
+        trainer.model.fit_prior(
+            images, labels, batch_size=tcfg.batch_size, seed=tcfg.seed
+        )
     info = {
         "condition": "label",
         "classes": list(CLASS_NAMES),
@@ -67,7 +74,7 @@ def train_fashion(
 
 @stage_main
 def main(
-    arch: str = typer.Option(..., help="fc or conv"),
+    arch: str = typer.Option(..., help="fc, conv or gmm"),
     data: Path = typer.Option(..., help="dataset .npz from fashion_data"),
     model_out: Path = typer.Option(..., help="output model .safetensors"),
     history: Path = typer.Option(..., help="per-epoch metrics JSON (DVC plot)"),

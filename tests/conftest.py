@@ -18,6 +18,7 @@ from typer.models import OptionInfo
 
 from cvae.errors import RUNTIME_EXIT
 from cvae.params import (
+    TRAIN_OVERRIDES,
     Fashion,
     FashionData,
     Params,
@@ -108,6 +109,7 @@ def typed_params(updates: dict[str, Any] | None = None) -> Params:
 SHAPES = {  # what the data decides, beside each arch's params section
     "fc": {"image_size": 28, "in_channels": 1, "num_classes": 10},
     "conv": {"image_size": 28, "in_channels": 1, "num_classes": 10},
+    "gmm": {"image_size": 28, "in_channels": 1, "num_classes": 10},
     "image": {"image_size": 64, "in_channels": 3, "cond_dim": 512},
 }
 
@@ -121,6 +123,8 @@ def model_config(arch: str, **updates: Any) -> dict[str, Any]:
         section = p.coco.model.model_dump() | {"conditioning": p.conditioning}
     else:
         section = getattr(p.fashion.model, arch).model_dump()
+        for key in TRAIN_OVERRIDES:  # schedule, not architecture
+            section.pop(key, None)
     return section | SHAPES[arch] | updates
 
 

@@ -45,6 +45,7 @@ def test_models_are_artifacts() -> None:
         for o in st.get("outs", [])
     }
     arts = DVC["artifacts"]
+    archs = DVC["stages"]["fashion_train"]["matrix"]["arch"]  # fc, conv, gmm
     for path in (
         "data/fashion/${item.arch}/model.safetensors",
         "data/coco/model.safetensors",
@@ -54,12 +55,10 @@ def test_models_are_artifacts() -> None:
     for art in arts.values():
         assert art["type"] == "model"
         path = art["path"]
-        assert (
-            path in outs
-            or path.replace("fc", "${item.arch}").replace("conv", "${item.arch}")
-            in outs
+        assert path in outs or any(
+            path.replace(f"/{arch}/", "/${item.arch}/") in outs for arch in archs
         )
-    assert {"fashion-fc", "fashion-conv", "coco"} <= set(arts)
+    assert {f"fashion-{arch}" for arch in archs} | {"coco"} <= set(arts)
 
 
 def _metrics_files() -> list[Path]:
@@ -134,7 +133,7 @@ def _lineage_keys(stages: dict[str, dict], name: str) -> set[str]:
     return keys
 
 
-@pytest.mark.parametrize("arch", ["fc", "conv"])
+@pytest.mark.parametrize("arch", ["fc", "conv", "gmm"])
 def test_fashion_evaluate_records_the_params_of_its_lineage(arch: str) -> None:
     from cvae.lineage import flat_params
     from cvae.params import load_params

@@ -16,11 +16,12 @@ from stages import fashion_classifier, fashion_data, fashion_evaluate, fashion_t
 @pytest.fixture()
 def params_file(tmp_path, fashion_root):
     data = {"root": str(fashion_root), "train_limit": 512, "test_limit": 256}
-    fashion = TINY_FASHION | {"data": data}
+    gmm = {"epochs": 2, "components": 2}  # its own schedule: 2 epochs, not 1
+    fashion = TINY_FASHION | {"data": data, "model": {"gmm": gmm}}
     return write_params(tmp_path / "params.yaml", {"fashion": fashion})
 
 
-@pytest.mark.parametrize("arch", ["fc", "conv"])
+@pytest.mark.parametrize("arch", ["fc", "conv", "gmm"])
 def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
     ds = tmp_path / "data" / "dataset.npz"
     fashion_data.main(out=ds, summary=tmp_path / "s.json", params=params_file)
@@ -38,7 +39,8 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
     )
     assert model.exists() and not state.exists()
     hist = json.loads((tmp_path / "h.json").read_text())
-    assert len(hist) == 1 and {"loss", "recon", "kl", "val_loss"} <= set(hist[0])
+    assert len(hist) == (2 if arch == "gmm" else 1)  # gmm: fashion.model.gmm.epochs
+    assert {"loss", "recon", "kl", "val_loss"} <= set(hist[0])
 
     clf = tmp_path / "data" / "classifier.safetensors"
     fashion_classifier.main(

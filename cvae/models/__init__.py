@@ -9,11 +9,13 @@ from cvae.errors import CVAEError
 from cvae.models.base import CONDITIONINGS, ConditionalVAE, Conditioner
 from cvae.models.conv import ConvConfig, ConvCVAE
 from cvae.models.fc import FCCVAE, FCConfig
+from cvae.models.gmm import GMMCVAE, GMMConfig
 from cvae.models.image import BLOCKS, ImageConfig, ImageCVAE
 
 ARCHS: dict[str, tuple[type, type]] = {
     "fc": (FCCVAE, FCConfig),
     "conv": (ConvCVAE, ConvConfig),
+    "gmm": (GMMCVAE, GMMConfig),
     "image": (ImageCVAE, ImageConfig),
 }
 
@@ -27,6 +29,8 @@ __all__ = [
     "ConvConfig",
     "FCCVAE",
     "FCConfig",
+    "GMMCVAE",
+    "GMMConfig",
     "ImageCVAE",
     "ImageConfig",
     "build_model",
@@ -46,6 +50,8 @@ def make_config(arch: str, params: dict[str, Any]) -> Any:
         )
     if cfg.latent_dim < 1:
         raise CVAEError(f"latent_dim must be >= 1, got {cfg.latent_dim}")
+    if arch == "gmm" and cfg.components < 1:
+        raise CVAEError(f"components must be >= 1, got {cfg.components}")
     if arch == "image" and cfg.image_size not in BLOCKS:
         raise CVAEError(
             f"size {cfg.image_size} is not supported: use one of {sorted(BLOCKS)}"

@@ -1,0 +1,257 @@
+"""Issue 15's ablation: what each idea gives on Fashion-MNIST, on a cheap FID proxy.
+
+    python -m benchmarks.fashion_ablation            # every row, cached
+    python -m benchmarks.fashion_ablation --rows conv conv+gmm
+
+Each row is a model (the pipeline's ``conv`` or ``gmm`` file, or a ``gmm``
+trained here with some of ``fashion.model.gmm`` changed) and a sampler (N(0, I),
+or the per-class Gaussian mixture fitted to the training posteriors). Per row:
+MSE and SSIM (both conventions) of the reconstructions of the 10,000 test
+images, conditioning accuracy (1,000 generations per class, the classifier of
+the pipeline), and the **proxy FID**: 2,000 generations (200 per class) against
+the first 2,000 test images, with the evaluation's own FID code. The proxy is
+biased upward against the 10,000-image protocol (fewer samples); it ranks the
+rows, it is not the protocol's number.
+
+Inception runs at ~5 images/s on 2 CPU cores, so everything is cached under
+``benchmarks/.cache/`` (git-ignored): the real statistics once, each row by the
+sha256 of its model file and its sampler. Writes ``fashion_ablation.json`` (the
+numbers) and ``fashion_ablation.md`` (the table) beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cvae import fashion
+from cvae.checkpoint import load_model
+from cvae.classifier import conditioning_accuracy, load_classifier
+from cvae.evaluation import generate_per_condition, reconstruction_metrics
+from cvae.fid import FID, frechet_distance
+from cvae.io import atomic_path, write_json
+from cvae.models import GMMCVAE, build_model
+from cvae.params import load_params
+from cvae.text import CLASS_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+DATA = ROOT / "data" / "fashion" / "dataset.npz"
+CLASSIFIER = ROOT / "data" / "fashion" / "classifier.safetensors"
+FID_WEIGHTS = ROOT / "data" / "fid" / "inception-2015-12-05.pth"
+PROXY_N = 2000  # generations (and real test images) behind the proxy FID
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str  # what the row tries
+    model: str  # "conv" / "gmm": the pipeline's file; "train": a gmm trained here
+    sampler: str  # "normal": z ~ N(0, I); "gmm": the fitted per-class mixture
+    changes: dict = field(default_factory=dict)  # fashion.model.gmm keys changed
+
+
+ROWS = {
+    "conv": Row("conv, paper (Table 1 weights), z ~ N(0, I)", "conv", "normal"),
+    "conv+gmm": Row(
+        "conv weights + per-class GMM prior (fitted, no retraining)", "conv", "gmm"
+    ),
+    "gmm-normal": Row(
+        "gmm net (beta 0.02, latent 128, default epochs), z ~ N(0, I)",
+        "gmm",
+        "normal",
+    ),
+    "gmm": Row("gmm net + per-class GMM prior (the default `gmm`)", "gmm", "gmm"),
+    "gmm-long": Row(
+        "gmm, 20 epochs (`-S fashion.model.gmm.epochs=20`)",
+        "train",
+        "gmm",
+        {"epochs": 20},
+    ),
+}
+
+
+class StandardNormal(torch.nn.Module):
+    """The VAE's training prior as a sampler: z ~ N(0, I), (B, L) on the CPU."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = latent_dim
+
+    def sample(self, c: torch.Tensor, generator: torch.Generator | None = None):
+        return torch.randn((len(c), self.latent_dim), generator=generator)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_images() -> tuple[torch.Tensor, torch.Tensor]:
+    d = fashion.load_dataset(DATA)
+    return torch.from_numpy(d["train_images"]).unsqueeze(1), torch.from_numpy(
+        d["train_labels"]
+    )
+
+
+def trained_variant(changes: dict) -> Path:
+    """A gmm model trained with ``changes`` to fashion.model.gmm (cached)."""
+    from stages.fashion_train import train_fashion
+
+    params = load_params(ROOT / "params.yaml")
+    gmm = params.fashion.model.gmm.model_copy(update=changes)
+    models = params.fashion.model.model_copy(update={"gmm": gmm})
+    section = params.fashion.model_copy(update={"model": models})
+    key = hashlib.sha256(
+        json.dumps(
+            [section.model.gmm.model_dump(), section.train.model_dump()], sort_keys=True
+        ).encode()
+    ).hexdigest()[:16]
+    out = CACHE / f"gmm-{key}" / "model.safetensors"
+    if not out.exists():
+        t0 = time.perf_counter()
+        train_fashion(
+            "gmm",
+            section,
+            DATA,
+            out,
+            out.with_name("history.json"),
+            out.with_name("resume.pt"),
+        )
+        write_json(out.with_name("time.json"), {"train_s": time.perf_counter() - t0})
+    return out
+
+
+def row_model(row: Row) -> tuple[torch.nn.Module, Path]:
+    """The row's model in eval mode with its sampler in place, and its file."""
+    path = (
+        trained_variant(row.changes)
+        if row.model == "train"
+        else ROOT / "data" / "fashion" / row.model / "model.safetensors"
+    )
+    model, meta = load_model(path, expect_arch=("conv", "gmm"))
+    if row.sampler == "normal":
+        model.prior = StandardNormal(model.latent_dim)  # type: ignore[assignment]
+        if not isinstance(model, GMMCVAE):
+            return model, path  # ConvCVAE.sample draws N(0, I) itself
+    elif not isinstance(model, GMMCVAE):  # fit a prior to these weights
+        gmm = load_params(ROOT / "params.yaml").fashion.model.gmm.model_dump()
+        cfg = meta["config"] | {"components": gmm["components"]}
+        fitted = build_model("gmm", cfg)
+        fitted.load_state_dict(model.state_dict(), strict=False)
+        images, labels = train_images()
+        fitted.eval().fit_prior(images, labels, batch_size=1000, seed=0)
+        model = fitted
+    return model.eval(), path
+
+
+def real_stats(fid: FID) -> tuple[np.ndarray, np.ndarray]:
+    """Inception (mu, sigma) of the first PROXY_N test images (cached)."""
+    cache = CACHE / f"fid_real_test_{PROXY_N}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return z["mu"], z["sigma"]
+    d = fashion.load_dataset(DATA)
+    fid.update(torch.from_numpy(d["test_images"][:PROXY_N]).unsqueeze(1), real=True)
+    mu, sigma = fid.stats(real=True)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, mu=mu, sigma=sigma)
+    return mu, sigma
+
+
+def evaluate_row(row: Row, fid: FID) -> dict:
+    """MSE, SSIM (both), conditioning accuracy and proxy FID of one row (cached)."""
+    model, path = row_model(row)
+    cache = CACHE / f"row-{sha256(path)[:16]}-{row.sampler}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    params = load_params(ROOT / "params.yaml").fashion
+    d = fashion.load_dataset(DATA)
+    images = torch.from_numpy(d["test_images"]).unsqueeze(1)
+    labels = torch.from_numpy(d["test_labels"])
+    recon, _ = reconstruction_metrics(model, images, labels, batch_size=1000)
+    classifier, _ = load_classifier(CLASSIFIER)
+    cond = conditioning_accuracy(
+        model,
+        classifier,
+        n_per_class=params.evaluate.cond_n_per_class,
+        seed=params.evaluate.seed,
+    )
+    conds = [torch.tensor(k) for k in range(len(CLASS_NAMES))]
+    gen = generate_per_condition(
+        model, conds, PROXY_N // len(conds), seed=params.fid.seed
+    )
+    mu, sigma = real_stats(fid)
+    fid.reset(keep_real=True)
+    fid.update(gen, real=False)
+    per_class = dict(zip(CLASS_NAMES, cond["per_class"], strict=True))
+    weakest = min(per_class, key=per_class.get)
+    out = {
+        "mse": recon["mse"],
+        "ssim": recon["ssim"],
+        "ssim_valid": recon["ssim_valid"],
+        "cond_accuracy": cond["accuracy"],
+        "cond_min_class": weakest,
+        "cond_min": per_class[weakest],
+        "cond_accuracy_per_class": per_class,
+        "fid_proxy": frechet_distance(mu, sigma, *fid.stats(real=False)),
+        "model_sha256": sha256(path),
+    }
+    time_file = path.with_name("time.json")
+    if time_file.exists():
+        out |= json.loads(time_file.read_text())
+    write_json(cache, out)
+    return out
+
+
+def table(results: dict[str, dict]) -> str:
+    lines = [
+        f"| row | proxy FID ({PROXY_N}) ↓ | MSE ↓ | SSIM full ↑ | SSIM valid ↑ "
+        "| cond. acc. ↑ | weakest class |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, r in results.items():
+        lines.append(
+            f"| {ROWS[key].name} | {r['fid_proxy']:.2f} | {r['mse']:.4f} | "
+            f"{r['ssim']:.4f} | {r['ssim_valid']:.4f} | {r['cond_accuracy']:.4f} | "
+            f"{r['cond_min_class']} {r['cond_min']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = ap.parse_args()
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(args.threads)
+    fid = FID(FID_WEIGHTS, batch_size=100)
+    results = {}
+    for key in args.rows:
+        t0 = time.perf_counter()
+        results[key] = evaluate_row(ROWS[key], fid)
+        print(
+            f"{key}: {json.dumps(results[key])} ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+    done = {}
+    old = HERE / "fashion_ablation.json"
+    if old.exists():
+        done = json.loads(old.read_text())
+    done.update(results)
+    ordered = {k: done[k] for k in ROWS if k in done}
+    write_json(old, ordered)
+    with atomic_path(HERE / "fashion_ablation.md") as tmp:
+        Path(tmp).write_text(table(ordered), encoding="utf-8")
+    print(table(ordered))
+
+
+if __name__ == "__main__":
+    main()
