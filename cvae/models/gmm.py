@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from cvae.batches import to_float_images
 from cvae.models.base import Conditioning
 from cvae.models.conv import ConvConfig, ConvCVAE
 from cvae.models.prior import ClassGMMPrior
@@ -61,8 +62,7 @@ class GMMCVAE(ConvCVAE):
         device = next(self.parameters()).device
         out = []
         for start in range(0, len(images), batch_size):
-            x = images[start : start + batch_size].to(device)
-            x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+            x = to_float_images(images[start : start + batch_size].to(device))
             mu, _ = self.encode(x, labels[start : start + batch_size].to(device))
             out.append(mu.float().cpu())
         self.train(was_training)
