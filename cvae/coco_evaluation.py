@@ -36,9 +36,7 @@ class HeldOutScores:
         self.enc, self.fid = enc, fid
         self.normalize, self.batch_size = normalize, batch_size
         self.image_vecs: dict[str, list[np.ndarray]] = {k: [] for k in self.SETS}
-        self.stats = (
-            {k: RunningStats(device=fid.device) for k in self.SETS} if fid else {}
-        )
+        self.stats = {k: RunningStats() for k in self.SETS} if fid else {}
 
     def update(self, **images: torch.Tensor) -> None:
         """real / recon / generated: (B, 3, S, S) uint8 or float in [0, 1]."""

@@ -21,6 +21,7 @@ from cvae.inception import (
     FEATURE_DIM,
     download_error,
     existing_weights,
+    inception_features,
     no_weight_download,
     to_uint8_rgb,
 )
@@ -70,14 +71,14 @@ class RunningStats:
     """Float64 running sums of feature vectors (as torchmetrics' FID keeps them):
     n, sum (D,) and sum of outer products (D, D); memory independent of n."""
 
-    def __init__(self, dim: int = FEATURE_DIM, device: torch.device | str = "cpu"):
+    def __init__(self, dim: int = FEATURE_DIM):
         self.n = 0
-        self.total = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+        self.total = torch.zeros(dim, dtype=torch.float64)  # on the CPU
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64)
 
     def add(self, features: Tensor) -> None:
         """Add (B, D) features."""
-        f = features.double()
+        f = features.double().cpu()
         self.total += f.sum(dim=0)
         self.outer += f.t().mm(f)
         self.n += len(f)
@@ -145,14 +146,12 @@ class FID:
         for batch in bar(batches, desc, total=len(batches), unit="batch"):
             self.metric.update(batch.to(self.device), real=real)
 
-    @torch.no_grad()
     def features(self, images: Tensor) -> Tensor:
-        """(N, 2048) Inception pool features of (N, C, H, W) uint8 or [0, 1]
-        float images, in batches of ``batch_size`` (for ``RunningStats``; the
-        same features ``update`` adds)."""
-        x = to_uint8_rgb(images)  # (N, 3, H, W) uint8
-        return torch.cat(
-            [self.metric.inception(b.to(self.device)) for b in x.split(self.batch_size)]
+        """(N, 2048) float32 Inception pool features on the CPU of (N, C, H, W)
+        uint8 or [0, 1] float images, in batches of ``batch_size`` (for
+        ``RunningStats``; the same features ``update`` adds)."""
+        return inception_features(
+            self.metric.inception, images, batch_size=self.batch_size
         )
 
     @property

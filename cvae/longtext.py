@@ -140,6 +140,12 @@ def image_conditions(
     return Conditions(keep, train_conds, eval_conds, captions, dict(clip_meta))
 
 
+def _empty_split(split: str | None, shard_dir: str | os.PathLike) -> CVAEError:
+    return CVAEError(
+        f"no {split} images in {shard_dir}: check filter.val_fraction and the data"
+    )
+
+
 def load_longtext(
     shard_dir: str | os.PathLike,
     text_embeddings: str | os.PathLike,
@@ -155,9 +161,7 @@ def load_longtext(
     check_condition_on(condition_on)  # before the shards are read
     ids, images, _ = load_shards(shard_dir, split, channels_first=True)
     if not len(ids):
-        raise CVAEError(
-            f"no {split} images in {shard_dir}: check filter.val_fraction and the data"
-        )
+        raise _empty_split(split, shard_dir)
     c = image_conditions(
         ids, text_embeddings, image_embeddings, condition_on=condition_on
     )
@@ -191,9 +195,7 @@ def shard_split(
     ids, splits = index if index is not None else shard_index(shard_dir)
     ids = ids[[s == split for s in splits]]
     if not len(ids):
-        raise CVAEError(
-            f"no {split} images in {shard_dir}: check filter.val_fraction and the data"
-        )
+        raise _empty_split(split, shard_dir)
     c = image_conditions(
         ids, text_embeddings, image_embeddings, condition_on=condition_on
     )
