@@ -29,7 +29,9 @@ def test_table_ratios_come_from_the_measurements() -> None:
     assert "n/a" in text  # no GPU in the recorded CPU run: no CUDA columns invented
 
 
-def test_scale_fixture_is_real_distinct_and_passes_the_filter(tmp_path) -> None:
+def test_scale_fixture_is_real_distinct_and_passes_the_filter(
+    tmp_path, coco_sample
+) -> None:
     """The scale fixture: real captions and photos, no two files alike, every
     image kept by the default filter; the train2017-sized captions file."""
     import hashlib

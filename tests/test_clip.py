@@ -308,14 +308,14 @@ def test_text_features_ignore_everything_after_the_end_token(encoder) -> None:
     torch.testing.assert_close(other, clean, atol=1e-6, rtol=0)
 
 
-def test_trimmed_batches_give_the_full_length_vectors() -> None:
+def test_trimmed_batches_give_the_full_length_vectors(coco_sample: Path) -> None:
     """The trimmed, length-sorted text path against open_clip's own 77-token
     encode_text, on the real sample captions (ViT-B-32, random weights)."""
     from cvae.clip_text import encode_text_trimmed, trimmable, used_length
 
     enc = load_clip("ViT-B-32", "none", "cpu", seed=0)
     assert trimmable(enc.model)
-    data = json.loads((SAMPLE / "captions.json").read_text())
+    data = json.loads((coco_sample / "captions.json").read_text())
     sentences = [
         s for a in data["annotations"][:120] for s in split_sentences(a["caption"])
     ]

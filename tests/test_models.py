@@ -11,8 +11,6 @@ from cvae.errors import CVAEError
 from cvae.losses import elbo_loss, kl_divergence
 from cvae.models import make_config
 
-SAMPLE = Path(__file__).parents[1] / ".." / "shared" / "data" / "coco-sample"
-
 CASES = [
     ("fc", {}, (1, 28, 28), "label"),
     ("conv", {}, (1, 28, 28), "label"),
@@ -116,13 +114,15 @@ def test_elbo_terms() -> None:
     assert mse.item() == pytest.approx(((p - x) ** 2).sum().item(), rel=1e-5)
 
 
-def _train_256(logvar_max: float | None, steps: int = 4) -> list[dict[str, float]]:
+def _train_256(
+    sample: Path, logvar_max: float | None, steps: int = 4
+) -> list[dict[str, float]]:
     """A few Adam steps (lr 1e-3) of the 256 px model on real COCO photos."""
     from cvae.losses import elbo_loss
     from cvae.models import build_model
     from cvae.shards import center_crop_resize, load_rgb
 
-    files = sorted((SAMPLE / "images").iterdir())[:4]
+    files = sorted((sample / "images").iterdir())[:4]
     x = (
         torch.stack(
             [
@@ -160,12 +160,12 @@ def _train_256(logvar_max: float | None, steps: int = 4) -> list[dict[str, float
     return out
 
 
-def test_256px_training_keeps_the_kl_bounded() -> None:
+def test_256px_training_keeps_the_kl_bounded(coco_sample: Path) -> None:
     """Unbounded, one Adam step on 32,768-wide heads blows the KL up; with the
     log-variance bounded it stays finite and below the reconstruction term."""
-    unbounded = _train_256(None)
+    unbounded = _train_256(coco_sample, None)
     assert max(t["kl"] for t in unbounded) > 1e5  # the failure this guards against
-    bounded = _train_256(2.0)
+    bounded = _train_256(coco_sample, 2.0)
     for t in bounded:
         assert all(math.isfinite(v) for v in t.values())
         assert t["logvar_max"] <= 2.0
