@@ -131,10 +131,12 @@ class ClipEncoder:
         parts = gather_to_main(done, dist)
         if parts is None:
             return None
-        pieces = [piece for part in parts for piece in part]
-        out = np.zeros((len(sentences), pieces[0][1].shape[1]), np.float32)
-        for rows, feats in pieces:
-            out[rows] = feats
+        del done  # the pieces live in ``parts`` only, and go as they are copied
+        out = np.zeros((len(sentences), parts[0][0][1].shape[1]), np.float32)
+        for part in parts:
+            while part:
+                rows, feats = part.pop()
+                out[rows] = feats
         return out
 
     def embed_texts(
@@ -166,11 +168,8 @@ class ClipEncoder:
         )  # (S, D)
         if feats is None:
             return None
-        n = len(texts)
-        sums = np.zeros((n, feats.shape[1]), np.float64)  # (N, D)
-        np.add.at(sums, np.asarray(owner, dtype=np.int64), feats)
-        counts = np.bincount(owner, minlength=n).astype(np.float64)  # (N,)
-        means = (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+        means = sentence_means(feats, np.asarray(owner, dtype=np.int64), len(texts))
+        del feats
         return _l2_normalize(means) if normalize else means
 
     def embed_images(
@@ -259,6 +258,30 @@ def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+# Texts whose float64 sums are formed at once (bounds the float64 working set).
+MEAN_CHUNK = 4096
+
+
+def sentence_means(feats: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Per-text mean of sentence features -> float32[N, D].
+
+    feats: (S, D) float32; owner: (S,) non-decreasing text index of each
+    sentence (a text's sentences are contiguous). Sums are float64, added in
+    sentence order, a chunk of texts at a time: only the float32 result has
+    the size of the whole set. A text without sentences gets zeros.
+    """
+    out = np.zeros((n, feats.shape[1]), np.float32)
+    bounds = np.searchsorted(owner, np.arange(n + 1))  # (N+1,) sentence ranges
+    for t0 in range(0, n, MEAN_CHUNK):
+        t1 = min(t0 + MEAN_CHUNK, n)
+        s0, s1 = bounds[t0], bounds[t1]
+        sums = np.zeros((t1 - t0, feats.shape[1]), np.float64)
+        np.add.at(sums, owner[s0:s1] - t0, feats[s0:s1])
+        counts = np.diff(bounds[t0 : t1 + 1]).astype(np.float64)  # (T,)
+        out[t0:t1] = sums / np.maximum(counts, 1.0)[:, None]
+    return out
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -58,6 +58,12 @@ def info_from_env() -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local)
 
 
+def cpus_per_rank() -> int:
+    """This node's CPUs shared by its torchrun ranks (``LOCAL_WORLD_SIZE``)."""
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, (os.cpu_count() or 1) // max(local_ranks, 1))
+
+
 def setup(device: torch.device, timeout_s: float = 600.0) -> DistInfo:
     """Join the process group when launched by torchrun; return this rank's info.
 

@@ -248,7 +248,10 @@ class CocoTrain(TrainParams):
     # training pixels fit memory_budget_mib, else stream
     loader: Literal["memory", "stream", "auto"]
     memory_budget_mib: Pos  # auto: the most the in-memory training set may take
-    num_workers: NonNeg  # stream: decoding processes per rank
+    # stream: decoding processes per rank; auto = none on CPU, where a training
+    # step costs ~50 decodes and a worker only adds a process and its shuffle
+    # buffer, and min(4, CPUs per rank) on CUDA (cvae.stream.decode_workers)
+    num_workers: Literal["auto"] | NonNeg
 
 
 class CocoEvaluate(Section):

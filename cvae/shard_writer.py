@@ -23,7 +23,7 @@ import pyarrow as pa
 import webdataset as wds
 from tqdm import tqdm
 
-from cvae.distributed import DistInfo
+from cvae.distributed import DistInfo, cpus_per_rank
 from cvae.errors import CVAEError
 from cvae.io import atomic_dir
 from cvae.shards import (
@@ -88,9 +88,7 @@ def write_shards(
             raise CVAEError(f"manifest lacks column '{col}': re-run the filter stage")
     if workers < 0:
         raise CVAEError(f"workers={workers} must be >= 0 (0: one per CPU)")
-    # 0: this node's CPUs shared by its ranks (torchrun's LOCAL_WORLD_SIZE)
-    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    workers = workers or max(1, (os.cpu_count() or 1) // max(local_ranks, 1))
+    workers = workers or cpus_per_rank()  # 0: the node's CPUs over its ranks
 
     rows = sorted(manifest.select(COLUMNS).to_pylist(), key=lambda r: r["image_id"])
     chunks = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]

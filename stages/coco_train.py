@@ -24,7 +24,7 @@ from cvae.longtext import image_conditions, load_longtext, pick_loader, shard_sp
 from cvae.models import build_model
 from cvae.params import Params
 from cvae.shards import shard_index
-from cvae.stream import ShardStream, id_lookup
+from cvae.stream import ShardStream, decode_workers, id_lookup
 from cvae.train import Trainer, fingerprint, run_fields
 from stages._common import load, stage_main, write_live
 
@@ -65,7 +65,9 @@ def train_coco(
         tcfg.memory_budget_mib,
         world.world_size,
     )
-    tcfg = tcfg.model_copy(update={"loader": loader})  # as resolved from auto
+    workers = decode_workers(tcfg.num_workers, resolve_device(tcfg.device))
+    # as resolved from auto
+    tcfg = tcfg.model_copy(update={"loader": loader, "num_workers": workers})
     val, val_conds = shard_split(
         shards, text_emb, image_emb, condition_on=on, split="val", index=index
     )

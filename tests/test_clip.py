@@ -85,6 +85,25 @@ def test_sentence_mean_matches_per_sentence_calls(encoder: ClipEncoder) -> None:
     assert encoder.embed_texts([], batch_size=4).shape == (0, 256)
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 4096])
+def test_sentence_means_equal_the_naive_mean(monkeypatch, chunk: int) -> None:
+    """Chunked float64 sums give the bytes of one whole-set np.add.at, texts
+    without sentences get zeros."""
+    import cvae.clip as clip_mod
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 4, size=11)  # sentences per text, some texts none
+    owner = np.repeat(np.arange(11), counts)
+    feats = rng.standard_normal((len(owner), 5)).astype(np.float32)
+    sums = np.zeros((11, 5), np.float64)
+    np.add.at(sums, owner, feats)
+    naive = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    monkeypatch.setattr(clip_mod, "MEAN_CHUNK", chunk)
+    got = clip_mod.sentence_means(feats, owner, 11)
+    assert got.dtype == np.float32 and got.tobytes() == naive.tobytes()
+    assert not got[counts == 0].any()
+
+
 def test_embed_images_batch_invariant(encoder: ClipEncoder) -> None:
     from PIL import Image
 

@@ -210,6 +210,21 @@ def test_stream_adapts_workers_and_refuses_too_few_shards(many_shards) -> None:
         )
 
 
+def test_auto_decode_workers_none_on_cpu_cpus_per_rank_on_cuda(monkeypatch) -> None:
+    from cvae.stream import CUDA_WORKERS, decode_workers
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert decode_workers("auto", cpu) == 0  # the training process decodes
+    assert decode_workers(3, cpu) == 3  # a number is taken as it is
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert decode_workers("auto", cuda) == CUDA_WORKERS
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 GPUs share 16 CPUs
+    assert decode_workers("auto", cuda) == 2
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert decode_workers("auto", cuda) == 1  # never 0 on CUDA
+
+
 def test_shard_and_embed_under_torchrun_write_the_bytes_of_one_process(
     many_shards,
 ) -> None:
