@@ -29,6 +29,7 @@ from benchmarks.scale_fixture import OUT, build, captions_only
 
 ROOT = Path(__file__).resolve().parents[1]
 FID_WEIGHTS = ROOT / "data" / "fid" / "inception-2015-12-05.pth"
+STAGES = ("shard", "train", "evaluate")  # per image size, in this order
 
 
 def opts(**kw: object) -> list[str]:
@@ -116,10 +117,13 @@ def bench_n(
     *,
     reuse: bool = False,
     loader: str | None = None,
+    stages: tuple[str, ...] = STAGES,
 ) -> list[dict]:
     """Filter, embed, then per size shard, train and evaluate, on the N-image
     fixture. ``reuse``: keep this N's filter and embed outputs from an earlier
-    run (they depend on neither size nor loader) and time only the rest."""
+    run (they depend on neither size nor loader) and time only the rest.
+    ``stages``: which of shard, train, evaluate run (the others' outputs from
+    an earlier run are used)."""
     fixture = build(n, OUT, os.cpu_count() or 1)
     images, captions = fixture / "images", fixture / "captions.json"
     work = work_root / f"n{n}"
@@ -140,35 +144,43 @@ def bench_n(
     for size in sizes:
         p = params_for(work, images, captions, size, loader)
         shards = d / f"shards{size}"
-        r = run_stage(
-            "coco_shard",
-            opts(
-                manifest=d / "manifest.parquet",
-                images=images,
-                out=shards,
-                metrics=work / "shard.json",
-                params=p,
-            ),
-            ROOT,
-        )
-        add("coco_shard", size, counts["kept"], r)
         model = d / f"model{size}.safetensors"
-        r = run_stage(
-            "coco_train",
-            opts(
-                shards=shards,
-                text_emb=d / "text.parquet",
-                image_emb=d / "image.parquet",
-                model_out=model,
-                history=work / f"history{size}.json",
-                state=d / f"resume{size}.pt",
-                params=p,
-            ),
-            ROOT,
-        )
-        hist = json.loads((work / f"history{size}.json").read_text())
-        add(f"coco_train (1 epoch, {loader or 'auto'})", size, counts["train"], r)
-        rows[-1]["kl_epoch1"] = hist[0]["kl"]
+        before = {"train": shards, "evaluate": model}  # made by an earlier stage
+        for stage, path in before.items():
+            if stage in stages and not path.exists():
+                raise SystemExit(f"{path} missing: add its stage to --stages")
+        if "shard" in stages:
+            r = run_stage(
+                "coco_shard",
+                opts(
+                    manifest=d / "manifest.parquet",
+                    images=images,
+                    out=shards,
+                    metrics=work / "shard.json",
+                    params=p,
+                ),
+                ROOT,
+            )
+            add("coco_shard", size, counts["kept"], r)
+        if "train" in stages:
+            r = run_stage(
+                "coco_train",
+                opts(
+                    shards=shards,
+                    text_emb=d / "text.parquet",
+                    image_emb=d / "image.parquet",
+                    model_out=model,
+                    history=work / f"history{size}.json",
+                    state=d / f"resume{size}.pt",
+                    params=p,
+                ),
+                ROOT,
+            )
+            hist = json.loads((work / f"history{size}.json").read_text())
+            add(f"coco_train (1 epoch, {loader or 'auto'})", size, counts["train"], r)
+            rows[-1]["kl_epoch1"] = hist[0]["kl"]
+        if "evaluate" not in stages:
+            continue
         fid = opts(fid_weights=FID_WEIGHTS) if FID_WEIGHTS.is_file() else []
         r = run_stage(
             "coco_evaluate",
@@ -245,12 +257,26 @@ def main() -> None:
     ap.add_argument(
         "--loader", choices=["memory", "stream", "auto"], help="coco.train.loader"
     )
+    ap.add_argument(
+        "--stages",
+        nargs="+",
+        choices=STAGES,
+        default=list(STAGES),
+        help="per-size stages to run (the others' outputs from an earlier run)",
+    )
     ap.add_argument("--out", type=Path, help="also write the table (markdown) here")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     rows = [bench_filter(k, args.work) for k in args.filter_k]
     for n in args.n:
-        rows += bench_n(n, args.sizes, args.work, reuse=args.reuse, loader=args.loader)
+        rows += bench_n(
+            n,
+            args.sizes,
+            args.work,
+            reuse=args.reuse,
+            loader=args.loader,
+            stages=tuple(args.stages),
+        )
     text = table(rows)
     print(text)
     if args.out:

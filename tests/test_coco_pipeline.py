@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,69 @@ def tiny_params(path: Path, **top) -> Path:
     )
     path.write_text(yaml.safe_dump(p))
     return path
+
+
+def test_default_params_work_on_ten_images(tiny_coco, tmp_path) -> None:
+    """Every long-text stage with the repository's params as they are (but 2
+    epochs): 10 images give 6 training images, fewer than one batch of 32, one
+    shard, and every loader, worker and batch default must cope."""
+    sub = tmp_path / "coco"
+    ids = [
+        i["id"] for i in json.loads((tiny_coco / "captions.json").read_text())["images"]
+    ]
+    subset_coco(
+        tiny_coco / "captions.json", tiny_coco / "images", sub, sorted(ids)[:10]
+    )
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["coco"]["train"]["epochs"] = 2
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p))
+    d, m = tmp_path / "data", tmp_path / "metrics"
+    filter.main(
+        captions=sub / "captions.json",
+        images=sub / "images",
+        out=d / "manifest.parquet",
+        metrics=m / "filter.json",
+        params=params,
+    )
+    assert json.loads((m / "filter.json").read_text())["kept"] == 10
+    shard.main(
+        manifest=d / "manifest.parquet",
+        images=sub / "images",
+        out=d / "shards",
+        metrics=m / "shard.json",
+        params=params,
+    )
+    embed.main(
+        manifest=d / "manifest.parquet",
+        images=sub / "images",
+        text_out=d / "text.parquet",
+        image_out=d / "image.parquet",
+        metrics=m / "embed.json",
+        params=params,
+    )
+    coco_train.main(
+        shards=d / "shards",
+        text_emb=d / "text.parquet",
+        image_emb=d / "image.parquet",
+        model_out=d / "model.safetensors",
+        history=tmp_path / "h.json",
+        state=d / "resume.pt",
+        params=params,
+    )
+    coco_evaluate.main(
+        shards=d / "shards",
+        text_emb=d / "text.parquet",
+        image_emb=d / "image.parquet",
+        model=d / "model.safetensors",
+        metrics=m / "coco.json",
+        recon_grid=tmp_path / "r.png",
+        gen_grid=tmp_path / "g.png",
+        fid_weights=None,
+        params=params,
+    )
+    res = json.loads((m / "coco.json").read_text())
+    assert res["n"] >= 1 and math.isfinite(res["mse"])
 
 
 @pytest.mark.parametrize(
