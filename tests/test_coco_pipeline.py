@@ -54,6 +54,59 @@ def tiny_params(path: Path, **top) -> Path:
     return path
 
 
+def run_long_text(
+    src: Path, params: Path, tmp: Path, fid_weights: Path | None
+) -> tuple[Path, Path]:
+    """filter, shard, embed, train, evaluate on the COCO-format set ``src``:
+    (data folder, metrics folder) under ``tmp``."""
+    d, m = tmp / "data", tmp / "metrics"
+    filter.main(
+        captions=src / "captions.json",
+        images=src / "images",
+        out=d / "manifest.parquet",
+        metrics=m / "filter.json",
+        params=params,
+    )
+    shard.main(
+        manifest=d / "manifest.parquet",
+        images=src / "images",
+        out=d / "shards",
+        metrics=m / "shard.json",
+        params=params,
+    )
+    embed.main(
+        manifest=d / "manifest.parquet",
+        images=src / "images",
+        text_out=d / "text.parquet",
+        image_out=d / "image.parquet",
+        metrics=m / "embed.json",
+        info=m / "embed.info.json",
+        params=params,
+    )
+    coco_train.main(
+        shards=d / "shards",
+        text_emb=d / "text.parquet",
+        image_emb=d / "image.parquet",
+        model_out=d / "model.safetensors",
+        history=tmp / "h.json",
+        state=d / "resume.pt",
+        params=params,
+    )
+    coco_evaluate.main(
+        shards=d / "shards",
+        text_emb=d / "text.parquet",
+        image_emb=d / "image.parquet",
+        model=d / "model.safetensors",
+        metrics=m / "coco.json",
+        info=m / "coco.info.json",
+        recon_grid=tmp / "r.png",
+        gen_grid=tmp / "g.png",
+        fid_weights=fid_weights,
+        params=params,
+    )
+    return d, m
+
+
 def test_default_params_work_on_ten_images(tiny_coco, tmp_path) -> None:
     """Every long-text stage with the repository's params as they are (but 2
     epochs): 10 images give 6 training images, fewer than one batch of 32, one
@@ -69,50 +122,8 @@ def test_default_params_work_on_ten_images(tiny_coco, tmp_path) -> None:
     p["coco"]["train"]["epochs"] = 2
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(p))
-    d, m = tmp_path / "data", tmp_path / "metrics"
-    filter.main(
-        captions=sub / "captions.json",
-        images=sub / "images",
-        out=d / "manifest.parquet",
-        metrics=m / "filter.json",
-        params=params,
-    )
+    d, m = run_long_text(sub, params, tmp_path, fid_weights=None)
     assert json.loads((m / "filter.json").read_text())["kept"] == 10
-    shard.main(
-        manifest=d / "manifest.parquet",
-        images=sub / "images",
-        out=d / "shards",
-        metrics=m / "shard.json",
-        params=params,
-    )
-    embed.main(
-        manifest=d / "manifest.parquet",
-        images=sub / "images",
-        text_out=d / "text.parquet",
-        image_out=d / "image.parquet",
-        metrics=m / "embed.json",
-        params=params,
-    )
-    coco_train.main(
-        shards=d / "shards",
-        text_emb=d / "text.parquet",
-        image_emb=d / "image.parquet",
-        model_out=d / "model.safetensors",
-        history=tmp_path / "h.json",
-        state=d / "resume.pt",
-        params=params,
-    )
-    coco_evaluate.main(
-        shards=d / "shards",
-        text_emb=d / "text.parquet",
-        image_emb=d / "image.parquet",
-        model=d / "model.safetensors",
-        metrics=m / "coco.json",
-        recon_grid=tmp_path / "r.png",
-        gen_grid=tmp_path / "g.png",
-        fid_weights=None,
-        params=params,
-    )
     res = json.loads((m / "coco.json").read_text())
     assert res["n"] >= 1 and math.isfinite(res["mse"])
 
@@ -129,63 +140,17 @@ def test_long_text_end_to_end(
         conditioning=conditioning,
         condition_on=condition_on,
     )
-    d, m = tmp_path / "data", tmp_path / "metrics"
-    filter.main(
-        captions=tiny_coco / "captions.json",
-        images=tiny_coco / "images",
-        out=d / "manifest.parquet",
-        metrics=m / "filter.json",
-        params=params,
-    )
-    shard.main(
-        manifest=d / "manifest.parquet",
-        images=tiny_coco / "images",
-        out=d / "shards",
-        metrics=m / "shard.json",
-        params=params,
-    )
-    embed.main(
-        manifest=d / "manifest.parquet",
-        images=tiny_coco / "images",
-        text_out=d / "text.parquet",
-        image_out=d / "image.parquet",
-        metrics=m / "embed.json",
-        info=m / "embed.info.json",
-        params=params,
-    )
+    # FID in one of the two cases (the Inception passes cost ~0.1 s per image)
+    with_fid = condition_on == "image"
+    weights = request.getfixturevalue("fid_weights")[0] if with_fid else None
+    d, m = run_long_text(tiny_coco, params, tmp_path, fid_weights=weights)
     assert json.loads((m / "embed.info.json").read_text())["random_init"] is True
-
-    coco_train.main(
-        shards=d / "shards",
-        text_emb=d / "text.parquet",
-        image_emb=d / "image.parquet",
-        model_out=d / "model.safetensors",
-        history=tmp_path / "h.json",
-        state=d / "resume.pt",
-        params=params,
-    )
     model, meta = load_model(d / "model.safetensors")
     assert meta["config"]["image_size"] == 64
     assert meta["config"]["conditioning"] == conditioning
     assert meta["info"]["condition_on"] == condition_on
     assert meta["config"]["cond_dim"] == 256  # ViT-S-32-alt width
     assert len(json.loads((tmp_path / "h.json").read_text())) == 2
-
-    # FID in one of the two cases (the Inception passes cost ~0.1 s per image)
-    with_fid = condition_on == "image"
-    weights = request.getfixturevalue("fid_weights")[0] if with_fid else None
-    coco_evaluate.main(
-        shards=d / "shards",
-        text_emb=d / "text.parquet",
-        image_emb=d / "image.parquet",
-        model=d / "model.safetensors",
-        metrics=m / "coco.json",
-        info=m / "coco.info.json",
-        recon_grid=tmp_path / "r.png",
-        gen_grid=tmp_path / "g.png",
-        fid_weights=weights,
-        params=params,
-    )
     res = json.loads((m / "coco.json").read_text())
     info = json.loads((m / "coco.info.json").read_text())
     assert all(  # a DVC metrics file: numbers only
