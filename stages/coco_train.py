@@ -65,7 +65,8 @@ def train_coco(
         tcfg.memory_budget_mib,
         world.world_size,
     )
-    workers = decode_workers(tcfg.num_workers, resolve_device(tcfg.device))
+    device = resolve_device(tcfg.device)
+    workers = decode_workers(tcfg.num_workers, device)
     # as resolved from auto
     tcfg = tcfg.model_copy(update={"loader": loader, "num_workers": workers})
     val, val_conds = shard_split(
@@ -103,7 +104,7 @@ def train_coco(
             seed=tcfg.seed,
             num_workers=tcfg.num_workers,
             info=world,
-            pin_memory=resolve_device(tcfg.device).type == "cuda",
+            pin_memory=device.type == "cuda",
         )
         n_train = len(ids)
     else:  # decoded once, in memory
