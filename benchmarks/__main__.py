@@ -28,9 +28,9 @@ PAIRS = [  # (what, ours, baseline, unit key)
     ("embed stage, captions", "embed_ours", "embed_naive", "captions_per_s"),
     ("embed stage, images", "embed_ours", "embed_naive", "images_per_s"),
     ("embed, captions vs 77-token", "embed_ours", "embed_padded", "captions_per_s"),
-    ("embed, images vs in-process", "embed_ours", "embed_padded", "images_per_s"),
+    ("embed, images vs before", "embed_ours", "embed_padded", "images_per_s"),
     (
-        "embed, image + 5 captions vs before trimming",
+        "embed, image + 5 captions vs before",
         "embed_ours",
         "embed_padded",
         "images_with_captions_per_s",

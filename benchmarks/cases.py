@@ -304,7 +304,8 @@ def shard_naive(device: torch.device, size: int, **_: Any) -> dict:
 
 def embed_ours(device: torch.device, **_: Any) -> dict:
     """The embed stage's path: text batches sorted by length and cut after their
-    longest sentence; images decoded in a worker while CLIP runs."""
+    longest sentence; images decoded in ``embed.num_workers`` workers while CLIP
+    runs; both towers' last block at the pooled token only."""
     from cvae.clip_weights import load_clip
     from cvae.image_files import preprocessed_batches
 
@@ -336,7 +337,8 @@ def _embed_rates(captions: int, images: int, text_s: float, image_s: float) -> d
 
 def embed_padded(device: torch.device, **_: Any) -> dict:
     """The embed stage before trimming: batched, every sentence padded to 77
-    tokens; images decoded and preprocessed in the main process."""
+    tokens; images decoded and preprocessed in the main process; open_clip's own
+    forward passes (whole last blocks), fp16 on CUDA as the stage."""
     from cvae.clip import split_sentences
     from cvae.clip_weights import load_clip
     from cvae.shards import load_rgb
@@ -345,7 +347,7 @@ def embed_padded(device: torch.device, **_: Any) -> dict:
     enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
     flat = [c for caps in s.captions for c in caps]
     sentences = [t for c in flat for t in split_sentences(c)]
-    with torch.inference_mode():
+    with torch.inference_mode(), enc._autocast():
         enc.model.encode_text(enc.tokenizer(sentences[:64]).to(device))  # warm-up
         sync(device)
         t0 = time.perf_counter()
@@ -353,9 +355,11 @@ def embed_padded(device: torch.device, **_: Any) -> dict:
             enc.model.encode_text(enc.tokenizer(sentences[i : i + 64]).to(device))
         sync(device)
         text_wall = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    enc.embed_images((load_rgb(f) for f in s.files), batch_size=64)
-    sync(device)
+        t0 = time.perf_counter()
+        for i in range(0, len(s.files), 64):
+            x = torch.stack([enc.preprocess(load_rgb(f)) for f in s.files[i : i + 64]])
+            enc.model.encode_image(x.to(device)).float().cpu()
+        sync(device)
     return _embed_rates(len(flat), len(s.files), text_wall, time.perf_counter() - t0)
 
 

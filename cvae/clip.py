@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from cvae.clip_last_block import encode_image_pooled, image_ok
 from cvae.clip_text import encode_text_trimmed, length_order, trimmable
 from cvae.distributed import DistInfo, batches_of_rank, gather_to_main
 from cvae.errors import CVAEError
@@ -204,14 +206,23 @@ class ClipEncoder:
         total: int | None = None,
     ) -> np.ndarray:
         """Embed batches of preprocessed images (B, 3, R, R) -> float32[N, D]
-        (``cvae.image_files`` decodes and preprocesses files in workers)."""
+        (``cvae.image_files`` decodes and preprocesses files in workers).
+
+        A ViT's last block runs at the class token only
+        (``cvae.clip_last_block``): the same vectors to float rounding.
+        """
+        encode = (
+            partial(encode_image_pooled, self.model)
+            if image_ok(self.model)
+            else self.model.encode_image
+        )
         out: list[np.ndarray] = []
         bar = tqdm(
             total=total, desc="image", unit="img", disable=None if progress else True
         )
         with torch.inference_mode(), self._autocast(), bar:
             for pixels in batches:
-                feats = self.model.encode_image(pixels.to(self.device))  # (B, D)
+                feats = encode(pixels.to(self.device))  # (B, D)
                 out.append(feats.float().cpu().numpy())
                 bar.update(len(pixels))
         vectors = (
@@ -339,15 +350,35 @@ def read_embeddings(
 
     Returns:
         ids int64[N], vectors float32[N, D], metadata dict (model, pretrained,
-        random_init, dim, ...). Extra columns: read the file with pyarrow.
+        random_init, dim, ...). Extra columns: ``embeddings_table``.
     """
+    table = embeddings_table(path)
+    ids = table.column("image_id").to_numpy().astype(np.int64, copy=False)
+    return ids, table_vectors(table), table_metadata(table)
+
+
+def embeddings_table(path: str | os.PathLike) -> pa.Table:
+    """A parquet from ``write_embeddings`` as a pyarrow Table, every column."""
     table = read_parquet(path, what="embeddings", stage="embed")
     if "embedding" not in table.column_names or "image_id" not in table.column_names:
         raise CVAEError(f"{path} is not an embeddings file: re-run the embed stage")
-    raw = (table.schema.metadata or {}).get(METADATA_KEY, b"{}")
-    meta = json.loads(raw)
-    column = table.column("embedding").combine_chunks()
+    return table
+
+
+def table_metadata(table: pa.Table) -> dict[str, Any]:
+    """What produced an embeddings table (model, pretrained, random_init, dim, ...)."""
+    return json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
+
+
+def table_vectors(table: pa.Table) -> np.ndarray:
+    """The ``embedding`` column as float32[N, D]: a view of the table's buffer
+    where it is one chunk (no copy), else one concatenated array."""
+    column = table.column("embedding")
     d = column.type.list_size
-    vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, d)
-    ids = table.column("image_id").to_numpy().astype(np.int64, copy=False)
-    return ids, vectors.astype(np.float32, copy=False), meta
+    parts = [
+        c.flatten().to_numpy(zero_copy_only=False).reshape(-1, d) for c in column.chunks
+    ]
+    if len(parts) == 1:
+        return parts[0].astype(np.float32, copy=False)
+    vectors = np.concatenate(parts) if parts else np.zeros((0, d), np.float32)
+    return vectors.astype(np.float32, copy=False)

@@ -7,24 +7,31 @@ the end-of-text token (``argmax``/``eos`` pooling), so nothing after that token
 can change it: cutting a batch to its longest sentence gives the same vectors
 (to float rounding; ``tests/test_clip.py`` checks both facts). Sentences are
 also sorted by length before batching, so each batch is cut nearly as short as
-it can.
+it can. The last block runs at the end-of-text token only
+(``cvae.clip_last_block``).
 """
 
 from __future__ import annotations
 
 import torch
 
+from cvae.clip_last_block import block_at, block_ok
+
 POOLS_AT_EOT = ("argmax", "eos")  # pooling read at the end-of-text token
 
 
 def trimmable(model: torch.nn.Module) -> bool:
     """Whether ``model`` is an open_clip CLIP whose text features can be
-    computed on trimmed tokens: a causal mask and end-of-text pooling."""
+    computed on trimmed tokens: a causal mask, end-of-text pooling and plain
+    batch-first blocks."""
+    transformer = getattr(model, "transformer", None)
     return (
         getattr(model, "attn_mask", None) is not None
         and getattr(model, "text_pool_type", None) in POOLS_AT_EOT
         and hasattr(model, "token_embedding")
         and hasattr(model, "positional_embedding")
+        and bool(getattr(transformer, "batch_first", False))
+        and all(block_ok(b) for b in transformer.resblocks)
     )
 
 
@@ -36,23 +43,33 @@ def used_length(tokens: torch.Tensor) -> int:
 
 def encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     """``model.encode_text(tokens)`` computed on the first ``used_length`` columns:
-    open_clip's CLIP.encode_text with the positions and causal mask sliced."""
-    from open_clip.transformer import text_global_pool
-
+    open_clip's CLIP.encode_text with the positions and causal mask sliced, and
+    its last block at the end-of-text token only."""
     n = used_length(tokens)
     text = tokens[:, :n]
     cast_dtype = model.transformer.get_cast_dtype()
     x = model.token_embedding(text).to(cast_dtype)  # (B, n, width)
     x = x + model.positional_embedding[:n].to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])
-    x = model.ln_final(x)
-    x = text_global_pool(
-        x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
-    )
+    mask = model.attn_mask[:n, :n]
+    *blocks, last = model.transformer.resblocks
+    for block in blocks:
+        x = block(x, attn_mask=mask)
+    end = end_positions(text, model.text_pool_type, getattr(model, "text_eos_id", None))
+    hidden = torch.arange(n, device=text.device)[None, :] > end[:, None]  # (B, n)
+    x = model.ln_final(block_at(last, x, end, hidden))  # (B, width)
     proj = model.text_projection
     if proj is not None:
         x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
     return x
+
+
+def end_positions(text: torch.Tensor, pool: str, eos_id: int | None) -> torch.Tensor:
+    """(B, n) tokens -> (B,) the position each row's feature is read at, as
+    open_clip's ``text_global_pool`` picks it (argmax: the end-of-text token has
+    the highest id; eos: the first ``eos_id``)."""
+    if pool == "argmax":
+        return text.argmax(dim=-1)
+    return (text == eos_id).int().argmax(dim=-1)
 
 
 def length_order(sentences: list[str]) -> torch.Tensor:

@@ -1,15 +1,18 @@
 """Image files decoded and preprocessed in DataLoader workers, in a fixed order.
 
 The main process runs the model on batch k while workers decode and resize the
-next ones. Batches hold the readable files among ``batch_size`` consecutive
-paths, in path order, so what the model sees (and so every output byte) is the
-same for any worker count.
+next ones; with no worker process, one thread reads the next batch (PIL decodes
+and resizes without holding the GIL). Batches hold the readable files among
+``batch_size`` consecutive paths, in path order, so what the model sees (and so
+every output byte) is the same for any worker count.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 from PIL import Image
@@ -19,6 +22,8 @@ from cvae.distributed import DistInfo, batches_of_rank
 from cvae.shards import ImageReadError, load_rgb
 
 Transform = Callable[[Image.Image], torch.Tensor]
+T = TypeVar("T")
+_END = object()
 
 
 class PreprocessedFiles(Dataset):
@@ -63,5 +68,17 @@ def preprocessed_batches(
         num_workers=num_workers,
         collate_fn=_keep,
     )
-    for cut, (ok, pixels) in zip(cuts, loader, strict=True):
+    batches = loader if num_workers else one_ahead(loader)
+    for cut, (ok, pixels) in zip(cuts, batches, strict=True):
         yield [cut.start + i for i in ok], pixels
+
+
+def one_ahead(items: Iterable[T]) -> Iterator[T]:
+    """``items`` in order, each produced in a background thread while the
+    caller works on the one before."""
+    it = iter(items)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(next, it, _END)
+        while (item := pending.result()) is not _END:
+            pending = pool.submit(next, it, _END)
+            yield item

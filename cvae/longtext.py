@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
 import torch
 
-from cvae.clip import read_embeddings
+from cvae.clip import embeddings_table, read_embeddings, table_metadata, table_vectors
 from cvae.errors import CVAEError
 from cvae.shards import load_shards, shard_index
 from cvae.stream import ShardSplit
@@ -61,14 +61,18 @@ class LongTextData:
     clip: dict[str, Any] = field(default_factory=dict)  # embeddings metadata
 
 
-def _caption_table(
-    path: str | os.PathLike,
-) -> tuple[np.ndarray, np.ndarray, list, list, dict]:
-    """(image ids (M,), vectors (M, D), caption indices, captions, metadata)."""
-    ids, vecs, meta = read_embeddings(path)
-    t = pq.read_table(path, columns=["caption_index", "caption"])
-    index = t.column("caption_index").to_pylist()
-    return ids, vecs, index, t.column("caption").to_pylist(), meta
+def _caption_rows(table: pa.Table, ids: np.ndarray) -> np.ndarray:
+    """Rows of the caption table that belong to the images ``ids``, ordered by
+    image id, then caption index -> int64 (M,)."""
+    if not {"caption_index", "caption"} <= set(table.column_names):
+        raise CVAEError(
+            "the caption embeddings file has no caption_index/caption columns: "
+            "re-run the embed stage (dvc repro coco_embed)"
+        )
+    img = table.column("image_id").to_numpy()
+    mine = np.flatnonzero(np.isin(img, ids))
+    cap = table.column("caption_index").to_numpy()[mine]
+    return mine[np.lexsort((cap, img[mine]))]
 
 
 def check_condition_on(condition_on: str) -> None:
@@ -99,10 +103,10 @@ def image_conditions(
     """Conditions of the images ``ids`` (N,); images without an embedding are
     left out (``keep`` says which were kept)."""
     check_condition_on(condition_on)
-    cap_ids, cap_vecs, cap_idx, cap_text, clip_meta = _caption_table(text_embeddings)
-    order = np.lexsort((np.asarray(cap_idx), cap_ids))  # by image, then caption
-    cap_ids, cap_vecs = cap_ids[order], cap_vecs[order]
-    cap_text = [cap_text[i] for i in order]
+    table = embeddings_table(text_embeddings)  # every image's captions
+    clip_meta = table_metadata(table)
+    order = _caption_rows(table, ids)  # (M,) only the given images' rows
+    cap_ids = table.column("image_id").to_numpy()[order]
     uniq, first, count = np.unique(cap_ids, return_index=True, return_counts=True)
     pos = {int(u): k for k, u in enumerate(uniq)}
     if condition_on == "image":
@@ -119,18 +123,19 @@ def image_conditions(
         raise CVAEError("no image has an embedding: re-run the embed stage")
     kept = ids[keep]
     rows = np.array([pos[int(i)] for i in kept])
-    captions = [cap_text[first[r]] for r in rows]
     # Only the kept images' caption vectors, image by image (a split holds its
-    # own captions, not the whole table's).
+    # own captions, not the whole table's): one copy out of the table's buffer.
     sel_first, sel_count = first[rows], count[rows]
     new_first = np.cumsum(sel_count) - sel_count
     take = np.arange(sel_count.sum()) + np.repeat(sel_first - new_first, sel_count)
+    captions = table.column("caption").take(pa.array(order[sel_first])).to_pylist()
     choice = CaptionChoice(
-        vectors=torch.from_numpy(cap_vecs[take]),
+        vectors=torch.from_numpy(table_vectors(table)[order[take]]),
         first=torch.from_numpy(new_first),
         count=torch.from_numpy(sel_count),
     )
-    del cap_vecs
+    del table
+    pa.default_memory_pool().release_unused()  # its pool keeps freed pages
     if condition_on == "text":
         train_conds: CaptionChoice | torch.Tensor = choice
         eval_conds = choice.fixed()

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from conftest import write_params
+from PIL import Image
 
 import cvae.clip as clip
 import cvae.clip_weights as clip_weights
@@ -353,6 +354,44 @@ def test_trimmed_batches_give_the_full_length_vectors(coco_sample: Path) -> None
     np.testing.assert_allclose(one, want[:1], atol=2e-5 * np.abs(want).max(), rtol=0)
 
 
+def test_last_block_at_one_position_is_that_row_of_the_full_block(encoder) -> None:
+    """``block_at`` against the naive reference: the whole block under the causal
+    mask, then the row read at each sequence's own position."""
+    from cvae.clip_last_block import block_at, block_ok
+
+    block = encoder.model.transformer.resblocks[-1]
+    assert block_ok(block)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 11, block.ln_1.normalized_shape[0], generator=gen)
+    index = torch.tensor([0, 3, 10, 5, 7, 1])
+    causal = torch.full((11, 11), float("-inf")).triu(1)
+    hidden = torch.arange(11)[None, :] > index[:, None]
+    with torch.inference_mode():
+        want = block(x, attn_mask=causal)[torch.arange(6), index]
+        got = block_at(block, x, index, hidden)
+        unmasked = block_at(block, x, index)
+        want_unmasked = block(x)[torch.arange(6), index]
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
+    torch.testing.assert_close(unmasked, want_unmasked, atol=2e-6, rtol=0)
+
+
+def test_pooled_image_path_gives_open_clips_vectors(encoder, coco_sample) -> None:
+    """The image path (last block at the class token only) against open_clip's
+    own encode_image, on real sample photos."""
+    from cvae.clip_last_block import image_ok
+
+    assert image_ok(encoder.model)
+    files = sorted((coco_sample / "images").glob("*.jpg"))[:6]
+    pixels = torch.stack(
+        [encoder.preprocess(Image.open(f).convert("RGB")) for f in files]
+    )
+    got = encoder.embed_pixels([pixels[:4], pixels[4:]])
+    with torch.inference_mode():
+        want = encoder.model.encode_image(pixels).numpy()
+    np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max(), rtol=0)
+    assert not image_ok(torch.nn.Linear(2, 2))  # no ViT: open_clip's own path
+
+
 def test_clip_score_matches_naive_definition() -> None:
     """100 * max(cos, 0) per pair, checked against a per-row loop in torch."""
     rng = np.random.default_rng(0)
@@ -392,3 +431,28 @@ def test_tensor_to_pil_round_trips_uint8() -> None:
         ),
         x[0],
     )
+
+
+def test_one_ahead_keeps_order_runs_in_a_thread_and_raises() -> None:
+    import threading
+
+    from cvae.image_files import one_ahead
+
+    seen: list[str] = []
+
+    def produce():
+        for i in range(5):
+            seen.append(threading.current_thread().name)
+            yield i
+
+    assert list(one_ahead(produce())) == [0, 1, 2, 3, 4]
+    assert threading.main_thread().name not in seen
+
+    def broken():
+        yield 1
+        raise ValueError("unreadable")
+
+    got = one_ahead(broken())
+    assert next(got) == 1
+    with pytest.raises(ValueError, match="unreadable"):
+        next(got)

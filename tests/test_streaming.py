@@ -191,3 +191,27 @@ def test_a_split_holds_only_its_own_caption_vectors(coco) -> None:
         a, n = int(mine.first[k]), int(mine.count[k])
         b, m = int(every.first[j]), int(every.count[j])
         assert torch.equal(mine.vectors[a : a + n], every.vectors[b : b + m])
+
+
+def test_conditions_equal_a_naive_lookup_of_the_caption_table(coco) -> None:
+    """image_conditions (rows of the wanted images only, one copy) against a
+    row-by-row reading of the whole caption table."""
+    import pyarrow.parquet as pq
+
+    from cvae.longtext import image_conditions
+    from cvae.shards import shard_index
+
+    ids, splits = shard_index(coco.root / "shards64")
+    val_ids = ids[[s == "val" for s in splits]]
+    got = image_conditions(val_ids, coco.text, coco.image, condition_on="text")
+    rows = pq.read_table(coco.text).to_pylist()
+    for k, image_id in enumerate(val_ids[got.keep]):
+        mine = sorted(
+            (r for r in rows if r["image_id"] == image_id),
+            key=lambda r: r["caption_index"],
+        )
+        a, n = int(got.train_conds.first[k]), int(got.train_conds.count[k])
+        want = torch.tensor([r["embedding"] for r in mine], dtype=torch.float32)
+        assert torch.equal(got.train_conds.vectors[a : a + n], want)
+        assert torch.equal(got.eval_conds[k], want[0])
+        assert got.captions[k] == mine[0]["caption"]
