@@ -16,6 +16,17 @@ from __future__ import annotations
 import torch
 
 
+def blocks_ok(transformer: torch.nn.Module | None) -> bool:
+    """Whether an open_clip ``Transformer`` is batch first, has blocks, and all
+    are ones ``block_at`` can run (so its blocks can be called one by one)."""
+    blocks = getattr(transformer, "resblocks", None)
+    return (
+        bool(getattr(transformer, "batch_first", False))
+        and bool(blocks)
+        and all(block_ok(b) for b in blocks)
+    )
+
+
 def block_ok(block: torch.nn.Module) -> bool:
     """Whether ``block`` is open_clip's plain pre-norm block (batch first, self
     attention), whose parts ``block_at`` calls one by one."""
@@ -50,7 +61,8 @@ def block_at(
 
 def image_ok(model: torch.nn.Module) -> bool:
     """Whether ``encode_image_pooled`` computes ``model.encode_image``: an
-    open_clip ViT pooled at its class token, without attention pooling."""
+    open_clip ViT pooled at its class token, without attention pooling, that
+    returns the pooled feature alone."""
     from open_clip.transformer import VisionTransformer
 
     v = getattr(model, "visual", None)
@@ -58,9 +70,9 @@ def image_ok(model: torch.nn.Module) -> bool:
         isinstance(v, VisionTransformer)
         and v.attn_pool is None
         and v.pool_type == "tok"
+        and not getattr(v, "output_tokens", False)
         and hasattr(v, "_embeds")
-        and bool(v.transformer.batch_first)
-        and all(block_ok(b) for b in v.transformer.resblocks)
+        and blocks_ok(v.transformer)
     )
 
 

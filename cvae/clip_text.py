@@ -15,23 +15,19 @@ from __future__ import annotations
 
 import torch
 
-from cvae.clip_last_block import block_at, block_ok
+from cvae.clip_last_block import block_at, blocks_ok
 
 POOLS_AT_EOT = ("argmax", "eos")  # pooling read at the end-of-text token
 
 
 def trimmable(model: torch.nn.Module) -> bool:
     """Whether ``model`` is an open_clip CLIP whose text features can be
-    computed on trimmed tokens: a causal mask, end-of-text pooling and plain
-    batch-first blocks."""
-    transformer = getattr(model, "transformer", None)
+    computed on trimmed tokens: a causal mask and end-of-text pooling."""
     return (
         getattr(model, "attn_mask", None) is not None
         and getattr(model, "text_pool_type", None) in POOLS_AT_EOT
         and hasattr(model, "token_embedding")
         and hasattr(model, "positional_embedding")
-        and bool(getattr(transformer, "batch_first", False))
-        and all(block_ok(b) for b in transformer.resblocks)
     )
 
 
@@ -44,19 +40,24 @@ def used_length(tokens: torch.Tensor) -> int:
 def encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     """``model.encode_text(tokens)`` computed on the first ``used_length`` columns:
     open_clip's CLIP.encode_text with the positions and causal mask sliced, and
-    its last block at the end-of-text token only."""
+    its last block at the end-of-text token only where its blocks allow
+    (``cvae.clip_last_block.blocks_ok``)."""
     n = used_length(tokens)
     text = tokens[:, :n]
     cast_dtype = model.transformer.get_cast_dtype()
     x = model.token_embedding(text).to(cast_dtype)  # (B, n, width)
     x = x + model.positional_embedding[:n].to(cast_dtype)
     mask = model.attn_mask[:n, :n]
-    *blocks, last = model.transformer.resblocks
-    for block in blocks:
-        x = block(x, attn_mask=mask)
     end = end_positions(text, model.text_pool_type, getattr(model, "text_eos_id", None))
-    hidden = torch.arange(n, device=text.device)[None, :] > end[:, None]  # (B, n)
-    x = model.ln_final(block_at(last, x, end, hidden))  # (B, width)
+    if blocks_ok(model.transformer):
+        *blocks, last = model.transformer.resblocks
+        for block in blocks:
+            x = block(x, attn_mask=mask)
+        hidden = torch.arange(n, device=text.device)[None, :] > end[:, None]  # (B, n)
+        x = block_at(last, x, end, hidden)  # (B, width)
+    else:
+        x = model.transformer(x, attn_mask=mask)[torch.arange(len(x)), end]
+    x = model.ln_final(x)
     proj = model.text_projection
     if proj is not None:
         x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj

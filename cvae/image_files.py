@@ -77,8 +77,11 @@ def one_ahead(items: Iterable[T]) -> Iterator[T]:
     """``items`` in order, each produced in a background thread while the
     caller works on the one before."""
     it = iter(items)
-    with ThreadPoolExecutor(1) as pool:
+    pool = ThreadPoolExecutor(1)
+    try:
         pending = pool.submit(next, it, _END)
         while (item := pending.result()) is not _END:
             pending = pool.submit(next, it, _END)
             yield item
+    finally:  # a caller that stops early does not wait for the next item
+        pool.shutdown(wait=False, cancel_futures=True)

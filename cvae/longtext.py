@@ -61,9 +61,9 @@ class LongTextData:
     clip: dict[str, Any] = field(default_factory=dict)  # embeddings metadata
 
 
-def _caption_rows(table: pa.Table, ids: np.ndarray) -> np.ndarray:
+def _caption_rows(table: pa.Table, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the caption table that belong to the images ``ids``, ordered by
-    image id, then caption index -> int64 (M,)."""
+    image id, then caption index -> (rows (M,), their image ids (M,))."""
     if not {"caption_index", "caption"} <= set(table.column_names):
         raise CVAEError(
             "the caption embeddings file has no caption_index/caption columns: "
@@ -72,7 +72,8 @@ def _caption_rows(table: pa.Table, ids: np.ndarray) -> np.ndarray:
     img = table.column("image_id").to_numpy()
     mine = np.flatnonzero(np.isin(img, ids))
     cap = table.column("caption_index").to_numpy()[mine]
-    return mine[np.lexsort((cap, img[mine]))]
+    order = mine[np.lexsort((cap, img[mine]))]
+    return order, img[order]
 
 
 def check_condition_on(condition_on: str) -> None:
@@ -105,8 +106,7 @@ def image_conditions(
     check_condition_on(condition_on)
     table = embeddings_table(text_embeddings)  # every image's captions
     clip_meta = table_metadata(table)
-    order = _caption_rows(table, ids)  # (M,) only the given images' rows
-    cap_ids = table.column("image_id").to_numpy()[order]
+    order, cap_ids = _caption_rows(table, ids)  # (M,) only the given images' rows
     uniq, first, count = np.unique(cap_ids, return_index=True, return_counts=True)
     pos = {int(u): k for k, u in enumerate(uniq)}
     if condition_on == "image":

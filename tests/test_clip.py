@@ -354,15 +354,22 @@ def test_trimmed_batches_give_the_full_length_vectors(coco_sample: Path) -> None
     np.testing.assert_allclose(one, want[:1], atol=2e-5 * np.abs(want).max(), rtol=0)
 
 
-def test_last_block_at_one_position_is_that_row_of_the_full_block(encoder) -> None:
+@pytest.mark.parametrize("layer_scale", [None, 0.5])
+def test_last_block_at_one_position_is_that_row_of_the_full_block(
+    layer_scale,
+) -> None:
     """``block_at`` against the naive reference: the whole block under the causal
-    mask, then the row read at each sequence's own position."""
+    mask, then the row read at each sequence's own position (with and without
+    LayerScale, which some open_clip towers use)."""
+    from open_clip.transformer import ResidualAttentionBlock
+
     from cvae.clip_last_block import block_at, block_ok
 
-    block = encoder.model.transformer.resblocks[-1]
+    torch.manual_seed(0)
+    block = ResidualAttentionBlock(32, 4, ls_init_value=layer_scale).eval()
     assert block_ok(block)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(6, 11, block.ln_1.normalized_shape[0], generator=gen)
+    x = torch.randn(6, 11, 32, generator=gen)
     index = torch.tensor([0, 3, 10, 5, 7, 1])
     causal = torch.full((11, 11), float("-inf")).triu(1)
     hidden = torch.arange(11)[None, :] > index[:, None]
@@ -373,6 +380,37 @@ def test_last_block_at_one_position_is_that_row_of_the_full_block(encoder) -> No
         want_unmasked = block(x)[torch.arange(6), index]
     torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
     torch.testing.assert_close(unmasked, want_unmasked, atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("pool", ["argmax", "eos"])
+def test_end_positions_are_where_open_clip_pools(pool: str) -> None:
+    from open_clip.transformer import text_global_pool
+
+    from cvae.clip_text import end_positions
+
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, 900, (8, 20), generator=gen)
+    for row, end in zip(tokens, [3, 7, 19, 0, 12, 5, 5, 9], strict=True):
+        row[end] = 1000  # the end token: the highest id, and the eos id
+        row[end + 1 :] = 0
+    x = torch.arange(8 * 20, dtype=torch.float32).reshape(8, 20, 1)
+    want = text_global_pool(x, tokens, pool, eos_token_id=1000)[:, 0].long() % 20
+    assert torch.equal(end_positions(tokens, pool, 1000), want)
+
+
+@pytest.mark.parametrize(
+    "change", [{"pool_type": "avg"}, {"output_tokens": True}, {"attn_pool": "x"}]
+)
+def test_pooled_image_path_refuses_other_towers(encoder, change) -> None:
+    """Towers the class-token shortcut would get wrong keep open_clip's path."""
+    import copy
+
+    from cvae.clip_last_block import image_ok
+
+    model = copy.deepcopy(encoder.model)
+    for name, value in change.items():
+        setattr(model.visual, name, value)
+    assert not image_ok(model)
 
 
 def test_pooled_image_path_gives_open_clips_vectors(encoder, coco_sample) -> None:
@@ -439,13 +477,19 @@ def test_one_ahead_keeps_order_runs_in_a_thread_and_raises() -> None:
     from cvae.image_files import one_ahead
 
     seen: list[str] = []
+    ahead = threading.Event()
 
     def produce():
         for i in range(5):
             seen.append(threading.current_thread().name)
+            if i == 1:
+                ahead.set()  # item 1 is made while the caller holds item 0
             yield i
 
-    assert list(one_ahead(produce())) == [0, 1, 2, 3, 4]
+    items = one_ahead(produce())
+    assert next(items) == 0
+    assert ahead.wait(timeout=10)
+    assert list(items) == [1, 2, 3, 4]
     assert threading.main_thread().name not in seen
 
     def broken():
@@ -456,3 +500,27 @@ def test_one_ahead_keeps_order_runs_in_a_thread_and_raises() -> None:
     assert next(got) == 1
     with pytest.raises(ValueError, match="unreadable"):
         next(got)
+
+    def slow():
+        yield 0
+        time.sleep(5)
+        yield 1
+
+    early = one_ahead(slow())
+    assert next(early) == 0
+    t0 = time.perf_counter()
+    early.close()  # does not wait for the item being made
+    assert time.perf_counter() - t0 < 2
+
+
+def test_trimmed_text_without_the_last_block_shortcut(encoder, monkeypatch) -> None:
+    """Blocks the shortcut cannot run still get trimmed batches: the whole last
+    block, then the end-of-text row (open_clip's vectors to float rounding)."""
+    import cvae.clip_text as clip_text
+
+    monkeypatch.setattr(clip_text, "blocks_ok", lambda transformer: False)
+    tokens = encoder.tokenizer(["A cow stands in a green pasture.", "Two sheep."])
+    with torch.inference_mode():
+        got = clip_text.encode_text_trimmed(encoder.model, tokens)
+        want = encoder.model.encode_text(tokens)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
