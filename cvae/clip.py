@@ -115,7 +115,11 @@ class ClipEncoder:
         if not sentences:
             return np.zeros((0, self.dim), np.float32) if dist.is_main else None
         trim = trimmable(self.model)
-        order = length_order(sentences) if trim else torch.arange(len(sentences))
+        order = (
+            length_order(sentences, self.tokenizer)
+            if trim
+            else torch.arange(len(sentences))
+        )
         done: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, features)
         mine = batches_of_rank(len(sentences), batch_size, dist)
         with torch.inference_mode(), self._autocast():

