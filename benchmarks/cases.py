@@ -303,8 +303,8 @@ def shard_naive(device: torch.device, size: int, **_: Any) -> dict:
 
 
 def embed_ours(device: torch.device, **_: Any) -> dict:
-    """The embed stage's path: text batches sorted by length and cut after their
-    longest sentence; images decoded in ``embed.num_workers`` workers while CLIP
+    """The embed stage's path: text batches sorted by token count and cut after
+    their longest sentence; images decoded in ``embed.num_workers`` workers while CLIP
     runs; both towers' last block at the pooled token only."""
     from cvae.clip_weights import load_clip
     from cvae.image_files import preprocessed_batches

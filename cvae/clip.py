@@ -383,6 +383,7 @@ def table_vectors(table: pa.Table) -> np.ndarray:
         c.flatten().to_numpy(zero_copy_only=False).reshape(-1, d) for c in column.chunks
     ]
     if len(parts) == 1:
-        return parts[0].astype(np.float32, copy=False)
-    vectors = np.concatenate(parts) if parts else np.zeros((0, d), np.float32)
+        vectors = parts[0]
+    else:
+        vectors = np.concatenate(parts) if parts else np.zeros((0, d), np.float32)
     return vectors.astype(np.float32, copy=False)
