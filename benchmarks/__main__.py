@@ -38,6 +38,17 @@ PAIRS = [  # (what, ours, baseline, unit key)
 ]
 
 
+CASE_NAMES = [
+    "train_ours",
+    "train_seed",
+    "shard_ours",
+    "shard_naive",
+    "embed_ours",
+    "embed_naive",
+    "embed_padded",
+]
+
+
 def run_one(name: str, args: argparse.Namespace) -> dict:
     cmd = [
         sys.executable,
@@ -51,7 +62,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         str(args.steps),
         str(args.batch_size),
     ]
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(path)}  # keep a site folder
     pipe = subprocess.PIPE
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=pipe, stderr=pipe, text=True)
     with TreePeak(proc.pid) as peak:  # the case, its workers and children
@@ -81,6 +93,8 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
     )
     rows = []
     for what, ours, base, key in PAIRS:
+        if ours not in results or base not in results:
+            continue  # a pair whose cases were not asked for
         o, b = results[ours], results[base]
         unit = key.replace("_per_s", "/s")
         rows.append(
@@ -106,6 +120,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out", type=Path, help="also write the table (markdown) here")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument(
+        "--cases",
+        nargs="+",
+        choices=CASE_NAMES,
+        default=CASE_NAMES,
+        metavar="CASE",
+        help=f"run only these cases (default: all of {', '.join(CASE_NAMES)})",
+    )
     args = ap.parse_args()
 
     from benchmarks.cases import SAMPLE
@@ -113,18 +135,11 @@ def main() -> None:
 
     if not (SAMPLE / "captions.json").is_file():
         sys.exit(
-            f"benchmark data {SAMPLE} not found: run from a clone beside ../shared"
+            f"benchmark data {SAMPLE} not found: run from a clone beside ../shared "
+            "or set CVAE_SHARED_DATA to a folder holding coco-sample/"
         )
     results = {}
-    for name in (
-        "train_ours",
-        "train_seed",
-        "shard_ours",
-        "shard_naive",
-        "embed_ours",
-        "embed_naive",
-        "embed_padded",
-    ):
+    for name in args.cases:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = run_one(name, args)
         print(f"  {json.dumps(results[name])}", file=sys.stderr, flush=True)

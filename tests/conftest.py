@@ -36,8 +36,14 @@ if TYPE_CHECKING:
     from cvae.models import ConditionalVAE
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
-FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
+# Where the real data lies; a machine without ../shared (the lent GPU machine)
+# points these at copies (benchmarks/gpu_check.sh).
+SHARED_DATA = Path(
+    os.environ.get("CVAE_SHARED_DATA", ROOT / ".." / "shared" / "data")
+).resolve()
+FASHION_ROOT = Path(
+    os.environ.get("CVAE_FASHION_ROOT", "/usr/share/datasets/fashion-mnist")
+)
 
 
 def need(path: Path, why: str) -> Path:
