@@ -131,7 +131,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from benchmarks.cases import SAMPLE
-    from cvae.io import write_json
+    from cvae.core.files import write_json
 
     if not (SAMPLE / "captions.json").is_file():
         sys.exit(
@@ -146,7 +146,7 @@ def main() -> None:
     text = table(results, args)
     print(text)
     if args.out:
-        from cvae.io import atomic_open
+        from cvae.core.files import atomic_open
 
         with atomic_open(args.out, "w") as f:
             f.write(text)

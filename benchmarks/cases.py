@@ -36,7 +36,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from cvae.params import Params, load_params
+from cvae.params.loading import load_params
+from cvae.params.schema import Params
 
 ROOT = Path(__file__).resolve().parents[1]
 # The shared COCO sample; CVAE_SHARED_DATA points elsewhere (the GPU check's copy).
@@ -55,7 +56,7 @@ class Sample:
 
 
 def load_sample(limit: int | None = None) -> Sample:
-    from cvae.coco import load_coco_captions
+    from cvae.data.coco import load_coco_captions
 
     coco = load_coco_captions(SAMPLE / "captions.json")
     ids = sorted(i for i in coco.getImgIds() if coco.getAnnIds(imgIds=[i]))
@@ -122,12 +123,12 @@ def gpu_busy(device: torch.device, fn: Callable[[], None]) -> float | None:
 
 # --------------------------------------------------------------------------- train
 def train_ours(device: torch.device, size: int, steps: int, batch_size: int) -> dict:
-    from cvae.batches import MemoryBatches
-    from cvae.clip_weights import load_clip
-    from cvae.longtext import CaptionChoice
+    from cvae.clip.weights import load_clip
+    from cvae.data.batches import MemoryBatches
+    from cvae.data.pairs import CaptionChoice
+    from cvae.data.shards import center_crop_resize, load_rgb
     from cvae.models import build_model
-    from cvae.shards import center_crop_resize, load_rgb
-    from cvae.train import Trainer
+    from cvae.training.trainer import Trainer
 
     s = load_sample()
     # The shard and embed stages' work, done once before training (not timed).
@@ -199,10 +200,10 @@ def train_seed(device: torch.device, size: int, steps: int, batch_size: int) -> 
     """Seed 000's loop: PIL decode per step, CLIP per sentence per step, fp32."""
     from PIL import Image
 
-    from cvae.clip import split_sentences
-    from cvae.clip_weights import load_clip
-    from cvae.losses import elbo_loss
+    from cvae.clip.encoder import split_sentences
+    from cvae.clip.weights import load_clip
     from cvae.models import build_model
+    from cvae.training.losses import elbo_loss
 
     s = load_sample()
     enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
@@ -259,7 +260,7 @@ def shard_files() -> list[Path]:
 
 def shard_ours(device: torch.device, size: int, **_: Any) -> dict:
     """The shard stage's write_shards, workers: 0 (one per CPU) as in params."""
-    from cvae.shard_writer import write_shards
+    from cvae.data.shard_writer import write_shards
 
     files = shard_files()
     s = load_sample()
@@ -309,8 +310,8 @@ def embed_ours(device: torch.device, **_: Any) -> dict:
     """The embed stage's path: text batches sorted by token count and cut after
     their longest sentence; images decoded in ``embed.num_workers`` workers while CLIP
     runs; both towers' last block at the pooled token only."""
-    from cvae.clip_weights import load_clip
-    from cvae.image_files import preprocessed_batches
+    from cvae.clip.weights import load_clip
+    from cvae.data.image_files import preprocessed_batches
 
     files, captions = embed_workload(device)
     enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
@@ -354,9 +355,9 @@ def embed_padded(device: torch.device, **_: Any) -> dict:
     """The embed stage before trimming: batched, every sentence padded to 77
     tokens; images decoded and preprocessed in the main process; open_clip's own
     forward passes (whole last blocks), fp16 on CUDA as the stage."""
-    from cvae.clip import split_sentences
-    from cvae.clip_weights import load_clip
-    from cvae.shards import load_rgb
+    from cvae.clip.encoder import split_sentences
+    from cvae.clip.weights import load_clip
+    from cvae.data.shards import load_rgb
 
     s = load_sample()
     enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
@@ -382,8 +383,8 @@ def embed_naive(device: torch.device, **_: Any) -> dict:
     """One CLIP call per sentence of each caption, one per image, fp32."""
     from PIL import Image
 
-    from cvae.clip import split_sentences
-    from cvae.clip_weights import load_clip
+    from cvae.clip.encoder import split_sentences
+    from cvae.clip.weights import load_clip
 
     s = load_sample()
     enc = load_clip(CLIP_MODEL, "none", str(device), seed=0)
@@ -426,7 +427,7 @@ CASES: dict[str, Callable[..., dict]] = {
 
 def run_case(name: str, device: str, size: int, steps: int, batch_size: int) -> dict:
     """Run one case in this process; add its peak host (and CUDA) memory."""
-    from cvae.device import resolve_device
+    from cvae.core.device import resolve_device
 
     dev = resolve_device(device)
     torch.manual_seed(0)

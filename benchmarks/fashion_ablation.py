@@ -31,15 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cvae import fashion
-from cvae.checkpoint import load_model
-from cvae.classifier import conditioning_accuracy, load_classifier
-from cvae.evaluation import generate_per_condition, reconstruction_metrics
-from cvae.fid import FID, frechet_distance
-from cvae.io import atomic_path, write_json
+from cvae.core.files import atomic_path, write_json
+from cvae.data import fashion
+from cvae.data.prompts import CLASS_NAMES
+from cvae.evaluation.classifier import conditioning_accuracy, load_classifier
+from cvae.evaluation.fid import FID, frechet_distance
+from cvae.evaluation.scores import generate_per_condition, reconstruction_metrics
 from cvae.models import GMMCVAE, build_model
-from cvae.params import load_params
-from cvae.text import CLASS_NAMES
+from cvae.models.checkpoint import load_model
+from cvae.params.loading import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -102,7 +102,7 @@ def train_images() -> tuple[torch.Tensor, torch.Tensor]:
 
 def trained_variant(changes: dict) -> Path:
     """A gmm model trained with ``changes`` to fashion.model.gmm (cached)."""
-    from stages.fashion_train import train_fashion
+    from cvae.training.fashion import train_fashion
 
     params = load_params(ROOT / "params.yaml")
     gmm = params.fashion.model.gmm.model_copy(update=changes)

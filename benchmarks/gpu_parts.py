@@ -75,9 +75,9 @@ def fashion_epochs(
     """Seconds per epoch of the pipeline's training of each arch on all of
     Fashion-MNIST's training images, or ``train_limit`` of them (held-out loss
     on the 10,000 test images included, as in the stage)."""
-    from cvae import fashion
-    from cvae.params import load_params
-    from stages.fashion_train import train_fashion
+    from cvae.data import fashion
+    from cvae.params.loading import load_params
+    from cvae.training.fashion import train_fashion
 
     p = load_params(ROOT / "params.yaml").fashion
     root = os.environ.get("CVAE_FASHION_ROOT", p.data.root)
@@ -144,8 +144,12 @@ class _FirstOutput(torch.nn.Module):
 def inception(device: str, n: int, batch_size: int) -> dict[str, Any]:
     """Images/s through the FID feature extractor (28 px grayscale in, as the
     Fashion evaluation feeds it; the resize to 299 is part of the network)."""
-    from cvae.device import resolve_device
-    from cvae.inception import _fidelity_skeleton, inception_features, load_inception
+    from cvae.core.device import resolve_device
+    from cvae.evaluation.inception import (
+        _fidelity_skeleton,
+        inception_features,
+        load_inception,
+    )
 
     dev = resolve_device(device)
     real = FID_WEIGHTS.is_file()
@@ -195,7 +199,7 @@ def main() -> None:
         s.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()
 
-    from cvae.io import write_json
+    from cvae.core.files import write_json
 
     if args.part == "env":
         out = machine()

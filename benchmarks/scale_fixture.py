@@ -52,8 +52,8 @@ def _captions_by_image(path: Path) -> tuple[list[dict], dict[int, list[str]]]:
 
 def kept_caption_sets() -> list[list[str]]:
     """Caption sets of the val2017 images the default filter keeps."""
-    from cvae.coco import filter_coco
-    from cvae.params import load_params
+    from cvae.data.coco import filter_coco
+    from cvae.params.loading import load_params
 
     p = load_params(ROOT / "params.yaml").filter
     keep = {k: p.keywords[k] for k in p.subsets}

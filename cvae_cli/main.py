@@ -19,8 +19,9 @@ from typing import NoReturn
 import typer
 
 import cvae
-from cvae.errors import CVAEError, UsageError, exit_code
-from cvae.params import SEED_MAX
+from cvae.core.errors import CVAEError, UsageError, exit_code
+from cvae.models import FASHION_ARCHS
+from cvae.params.schema import SEED_MAX
 
 DIST = "cvae-t2i"  # the distribution name on the package index
 
@@ -35,9 +36,13 @@ app = typer.Typer(
 # DVC stage that trains it).
 MODELS = {
     "fashion": ("data/fashion/conv/model.safetensors", "fashion_train@conv"),
-    "fashion-conv": ("data/fashion/conv/model.safetensors", "fashion_train@conv"),
-    "fashion-fc": ("data/fashion/fc/model.safetensors", "fashion_train@fc"),
-    "fashion-gmm": ("data/fashion/gmm/model.safetensors", "fashion_train@gmm"),
+    **{
+        f"fashion-{arch}": (
+            f"data/fashion/{arch}/model.safetensors",
+            f"fashion_train@{arch}",
+        )
+        for arch in FASHION_ARCHS
+    },
     "coco": ("data/coco/model.safetensors", "coco_train"),
 }
 QUICK_START = "dvc exp run -n quick -S fashion.train.epochs=2 fashion_train@conv"
@@ -165,7 +170,7 @@ def generate(
     ),
 ) -> None:
     """Generate a grid of images for PROMPT."""
-    from cvae.generate import generate_from_prompt
+    from cvae_cli.generate import generate_from_prompt
 
     try:
         info = generate_from_prompt(
@@ -190,8 +195,8 @@ def generate(
 @app.command()
 def info(model: str = typer.Argument("fashion", help="model name or path")) -> None:
     """Print a model file's architecture, config and what it is conditioned on."""
-    from cvae.checkpoint import read_metadata
-    from cvae.generate import conditioned_on
+    from cvae.models.checkpoint import read_metadata
+    from cvae_cli.generate import conditioned_on
 
     try:
         meta = read_metadata(resolve_model(model))
@@ -219,7 +224,7 @@ def _exp_show(all_commits: bool) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    from cvae.io import atomic_open
+    from cvae.core.files import atomic_open
 
     try:
         with atomic_open(path) as f:
@@ -246,8 +251,8 @@ def report(
     ),
 ) -> None:
     """Paper-style Table 1 and 2 of every experiment, our numbers beside the paper's."""
-    from cvae.report import report as make_report
-    from cvae.report import splice
+    from cvae.experiments.report import report as make_report
+    from cvae.experiments.report import splice
     from cvae_cli.revisions import info_files
 
     try:

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cvae.report import INFO_FILES
+from cvae.experiments.report import INFO_FILES
 
 
 def revisions(exp_show: list[dict[str, Any]]) -> list[str]:

@@ -1,7 +1,7 @@
 """Shared glue for stages: params with pinned CPU numerics (``load``), one-line
 errors and the torchrun teardown (``stage_main``), DVCLive curves (``write_live``).
 
-Params come from :func:`cvae.params.load_params` (the whole file, validated);
+Params come from :func:`cvae.params.loading.load_params` (the whole file, validated);
 each stage then reads only its own typed section.
 """
 
@@ -19,9 +19,10 @@ from typing import Annotated, Any
 
 import typer
 
-from cvae.errors import RUNTIME_EXIT, CVAEError, exit_code
-from cvae.io import atomic_dir
-from cvae.params import Params, load_params
+from cvae.core.errors import RUNTIME_EXIT, CVAEError, exit_code
+from cvae.core.files import atomic_dir
+from cvae.params.loading import load_params
+from cvae.params.schema import Params
 
 ELBO_TERMS = ("loss", "recon", "kl")  # negative ELBO per image, its two terms
 
@@ -62,8 +63,8 @@ def _collective_failed(e: BaseException) -> bool:
 def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a stage ``main``: a CVAEError or an OSError (disk full, read-only
     folder) becomes one line on stderr and exit 2 (bad params) or 1 (anything
-    else, :func:`cvae.errors.exit_code`);
-    a torchrun process group the stage joined (``cvae.distributed``) is left."""
+    else, :func:`cvae.core.errors.exit_code`);
+    a torchrun process group the stage joined (``cvae.core.distributed``) is left."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -94,7 +95,7 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise SystemExit(RUNTIME_EXIT) from None
         finally:
             if "torch.distributed" in sys.modules:  # a group needs it imported
-                from cvae import distributed
+                from cvae.core import distributed
 
                 distributed.teardown(distributed.info_from_env())
 

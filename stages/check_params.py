@@ -18,8 +18,8 @@ from typing import Annotated
 
 import typer
 
-from cvae.io import atomic_open, check_writable
-from cvae.params import load_params
+from cvae.core.files import atomic_open, check_writable
+from cvae.params.loading import load_params
 from stages._common import stage_main
 
 STAMP = "params.yaml matches the cvae.params schema\n"

@@ -16,8 +16,8 @@ from typing import Annotated
 
 import typer
 
-from cvae.clip_weights import checkpoint_identity
-from cvae.io import check_writable, write_json
+from cvae.clip.weights import checkpoint_identity
+from cvae.core.files import check_writable, write_json
 from stages._common import load, stage_main
 
 

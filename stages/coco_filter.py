@@ -14,10 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from cvae.coco import filter_coco, write_manifest
-from cvae.errors import CVAEError
-from cvae.io import check_writable, write_record
-from cvae.params import FilterParams
+from cvae.core.errors import CVAEError
+from cvae.core.files import check_writable, write_record
+from cvae.data.coco import filter_coco, write_manifest
+from cvae.params.schema import FilterParams
 from stages._common import Info, load, stage_main
 
 

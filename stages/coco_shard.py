@@ -6,7 +6,7 @@
 
 Params: top-level ``size`` (64, 128 or 256) and section ``shard``: shard_size,
 image_format (png | jpg), workers. Under torchrun every rank writes its share of
-the shards (``cvae.shard_writer``): the same bytes as one process.
+the shards (``cvae.data.shard_writer``): the same bytes as one process.
 """
 
 from pathlib import Path
@@ -15,11 +15,11 @@ from typing import Annotated, Any
 import torch
 import typer
 
-from cvae.coco import read_manifest
-from cvae.distributed import DistInfo, setup
-from cvae.io import check_writable, write_record
-from cvae.params import ShardParams
-from cvae.shard_writer import write_shards
+from cvae.core.distributed import DistInfo, setup
+from cvae.core.files import check_writable, write_record
+from cvae.data.coco import read_manifest
+from cvae.data.shard_writer import write_shards
+from cvae.params.schema import ShardParams
 from stages._common import Info, load, stage_main
 
 

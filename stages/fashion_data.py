@@ -5,31 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from cvae import fashion
-from cvae.io import check_writable, write_json
-from cvae.params import FashionData
-from cvae.text import by_class
+from cvae.core.files import check_writable, write_json
+from cvae.data.fashion import build_dataset
 from stages._common import load, stage_main
-
-
-def build_dataset(params: FashionData, out: Path) -> dict:
-    """Read the IDX files under ``params.root``, subset if asked, save to ``out``."""
-    xtr, ytr = fashion.load_split(params.root, "train")
-    xte, yte = fashion.load_split(params.root, "test")
-    xtr, ytr = fashion.subset(xtr, ytr, params.train_limit, params.seed)
-    xte, yte = fashion.subset(xte, yte, params.test_limit, params.seed + 1)
-    fashion.save_dataset(
-        out, train_images=xtr, train_labels=ytr, test_images=xte, test_labels=yte
-    )
-    return {
-        "train": len(xtr),
-        "test": len(xte),
-        "train_per_class": by_class(np.bincount(ytr, minlength=10).tolist()),
-        "test_per_class": by_class(np.bincount(yte, minlength=10).tolist()),
-    }
 
 
 @stage_main
@@ -42,7 +22,10 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     check_writable(out, summary, info)  # before any work
-    stats = build_dataset(load(params).fashion.data, out)
+    d = load(params).fashion.data
+    stats = build_dataset(
+        d.root, out, train_limit=d.train_limit, test_limit=d.test_limit, seed=d.seed
+    )
     if summary is not None:
         write_json(summary, {k: stats[k] for k in ("train", "test")})
     if info is not None:  # per-class counts describe the data: not compared

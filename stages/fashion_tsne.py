@@ -9,103 +9,15 @@ project's one ``Trainer`` with the ``fashion.train`` optimiser settings for
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import Any
 
-import torch
 import typer
 
-from cvae import fashion
-from cvae.batches import MemoryBatches
-from cvae.checkpoint import load_model
-from cvae.device import resolve_device
-from cvae.io import check_writable, write_record
-from cvae.models import ConditionalVAE, build_model
-from cvae.params import TrainParams, TsneParams
-from cvae.text import CLASS_NAMES
-from cvae.train import Trainer
-from cvae.tsne import latent_means, plot_embeddings, silhouette, tsne_2d
+from cvae.core.files import check_writable, write_record
+from cvae.evaluation.tsne import (
+    tsne_fashion,
+)
 from stages._common import Info, load, stage_main
-
-
-def train_vae(
-    cvae_config: dict[str, Any],
-    train_params: TrainParams,
-    images: torch.Tensor,
-    *,
-    epochs: int,
-    seed: int,
-    device: str,
-) -> tuple[ConditionalVAE, list[dict[str, Any]]]:
-    """The conv CVAE architecture with one constant label, trained on images.
-
-    images: uint8 (N, 1, 28, 28). Returns (model in eval mode, history).
-    """
-    vae_config = dict(cvae_config) | {"num_classes": 1}
-    tcfg = train_params.model_copy(
-        update={"epochs": epochs, "seed": seed, "device": device}
-    )
-    torch.manual_seed(seed)  # initial weights
-    model = build_model("conv", vae_config)
-    zeros = torch.zeros(len(images), dtype=torch.int64)  # (N,) the one condition
-    with tempfile.TemporaryDirectory(prefix="cvae-vae-") as tmp:
-        data = MemoryBatches(images, zeros, batch_size=tcfg.batch_size, seed=seed)
-        trainer = Trainer(model, tcfg, data, state_path=Path(tmp) / "resume.pt")
-        history = trainer.fit()
-    return trainer.model.eval(), history
-
-
-def tsne_fashion(
-    params: TsneParams,
-    train_params: TrainParams,
-    data: Path,
-    cvae_path: Path,
-    plot: Path,
-) -> dict[str, Any]:
-    """Train the VAE, embed n_points test images with both models, plot, score."""
-    n_points, seed, perplexity = params.n_points, params.seed, params.perplexity
-    device = resolve_device(params.device)
-    cvae, meta = load_model(cvae_path, device, expect_arch="conv")
-    d = fashion.load_dataset(data)
-    train_images = torch.from_numpy(d["train_images"]).unsqueeze(1)  # (N, 1, 28, 28)
-    test_images, test_labels = fashion.subset(
-        d["test_images"], d["test_labels"], n_points, seed
-    )
-    images = torch.from_numpy(test_images).unsqueeze(1)  # (n, 1, 28, 28) uint8
-    labels = torch.from_numpy(test_labels)  # (n,) int64
-
-    vae, history = train_vae(
-        meta["config"],
-        train_params,
-        train_images,
-        epochs=params.vae_epochs,
-        seed=seed,
-        device=params.device,
-    )
-    models = {
-        "vae": (vae, torch.zeros_like(labels), "VAE (no condition)"),
-        "cvae": (cvae, labels, f"CVAE ({meta['config']['conditioning']})"),
-    }
-    out: dict[str, Any] = {
-        "n_points": len(labels),
-        "perplexity": perplexity,
-        "seed": seed,
-    }
-    panels = []
-    for name, (model, conds, title) in models.items():
-        z = latent_means(model, images, conds)  # (n, L)
-        emb = tsne_2d(z, seed, perplexity=perplexity)  # (n, 2)
-        scores = {
-            "silhouette_tsne": silhouette(emb, test_labels),
-            "silhouette_latent": silhouette(z, test_labels),
-        }
-        out[name] = scores
-        panels.append((f"{title}: silhouette {scores['silhouette_tsne']:.2f}", emb))
-    out["vae"] |= {"epochs": len(history), "final_loss": history[-1]["loss"]}
-    out["cvae"] |= {"epochs": meta["info"].get("epochs")}
-    plot_embeddings(panels, test_labels, plot, class_names=CLASS_NAMES)
-    return out
 
 
 @stage_main

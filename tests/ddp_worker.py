@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from conftest import make_model, train_config
 
-from cvae import fashion
-from cvae.batches import MemoryBatches
+from cvae.data import fashion
+from cvae.data.batches import MemoryBatches
 from cvae.models.base import ConditionalVAE
-from cvae.train import Trainer
+from cvae.training.trainer import Trainer
 
 
 def main(data: str, out: str, batch_size: int, mean_z: bool) -> None:

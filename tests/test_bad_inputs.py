@@ -35,9 +35,10 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from cvae.checkpoint import load_model, save_model
-from cvae.errors import CVAEError
-from cvae.params import ParamsError, validate
+from cvae.core.errors import CVAEError
+from cvae.models.checkpoint import load_model, save_model
+from cvae.params.loading import validate
+from cvae.params.schema import ParamsError
 from cvae_cli.main import app
 from stages import (
     check_params,

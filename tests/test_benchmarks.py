@@ -37,8 +37,8 @@ def test_scale_fixture_is_real_distinct_and_passes_the_filter(
     import hashlib
 
     from benchmarks.scale_fixture import build, captions_only
-    from cvae.coco import filter_coco
-    from cvae.params import load_params
+    from cvae.data.coco import filter_coco
+    from cvae.params.loading import load_params
 
     folder = build(30, tmp_path, workers=1)
     files = sorted((folder / "images").iterdir())

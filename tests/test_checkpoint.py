@@ -5,14 +5,9 @@ import torch
 from conftest import make_model
 from safetensors.torch import load_file, save_file
 
-from cvae.checkpoint import (
-    load_model,
-    load_state,
-    read_metadata,
-    save_model,
-    save_state,
-)
-from cvae.errors import CVAEError
+from cvae.core.errors import CVAEError
+from cvae.models.checkpoint import load_model, read_metadata, save_model
+from cvae.training.state import load_state, save_state
 
 
 @pytest.fixture()

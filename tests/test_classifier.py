@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import make_model, typed_params, write_params
 
-from cvae import fashion
-from cvae.checkpoint import save_model
-from cvae.classifier import (
+from cvae.core.errors import CVAEError
+from cvae.data import fashion
+from cvae.evaluation.classifier import (
     accuracy,
     conditioning_accuracy,
     conditioning_metrics,
@@ -20,8 +20,8 @@ from cvae.classifier import (
     to_uint8_images,
     train_classifier,
 )
-from cvae.errors import CVAEError
-from cvae.params import ClassifierParams, ParamsError
+from cvae.models.checkpoint import save_model
+from cvae.params.schema import ClassifierParams, ParamsError
 from stages import fashion_classifier
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import cvae
-from cvae.sampling import GRID_PADDING
+from cvae.evaluation.sampling import GRID_PADDING
 from cvae_cli.main import QUICK_START, app, project_root
 
 

@@ -14,12 +14,13 @@ import yaml
 from conftest import write_params
 from PIL import Image
 
-import cvae.clip as clip
-import cvae.clip_weights as clip_weights
-from cvae.clip import ClipEncoder, read_embeddings, split_sentences, write_embeddings
-from cvae.clip_weights import load_clip
-from cvae.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
-from cvae.errors import CVAEError
+import cvae.clip.encoder as clip
+import cvae.clip.weights as clip_weights
+from cvae.clip.encoder import ClipEncoder, split_sentences
+from cvae.clip.weights import load_clip
+from cvae.core.errors import CVAEError
+from cvae.data.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
+from cvae.data.embeddings import read_embeddings, write_embeddings
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 SAMPLE = DATA / "coco-sample"
@@ -90,7 +91,7 @@ def test_sentence_mean_matches_per_sentence_calls(encoder: ClipEncoder) -> None:
 def test_sentence_means_equal_the_naive_mean(monkeypatch, chunk: int) -> None:
     """Chunked float64 sums give the bytes of one whole-set np.add.at, texts
     without sentences get zeros."""
-    import cvae.clip as clip_mod
+    import cvae.clip.encoder as clip_mod
 
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 4, size=11)  # sentences per text, some texts none
@@ -331,7 +332,7 @@ def test_text_features_ignore_everything_after_the_end_token(encoder) -> None:
 def test_trimmed_batches_give_the_full_length_vectors(coco_sample: Path) -> None:
     """The trimmed, length-sorted text path against open_clip's own 77-token
     encode_text, on the real sample captions (ViT-B-32, random weights)."""
-    from cvae.clip_text import encode_text_trimmed, trimmable, used_length
+    from cvae.clip.text import encode_text_trimmed, trimmable, used_length
 
     enc = load_clip("ViT-B-32", "none", "cpu", seed=0)
     assert trimmable(enc.model)
@@ -363,7 +364,7 @@ def test_last_block_at_one_position_is_that_row_of_the_full_block(
     LayerScale, which some open_clip towers use)."""
     from open_clip.transformer import ResidualAttentionBlock
 
-    from cvae.clip_last_block import block_at, block_ok
+    from cvae.clip.last_block import block_at, block_ok
 
     torch.manual_seed(0)
     block = ResidualAttentionBlock(32, 4, ls_init_value=layer_scale).eval()
@@ -386,7 +387,7 @@ def test_last_block_at_one_position_is_that_row_of_the_full_block(
 def test_end_positions_are_where_open_clip_pools(pool: str) -> None:
     from open_clip.transformer import text_global_pool
 
-    from cvae.clip_text import end_positions
+    from cvae.clip.text import end_positions
 
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(1, 900, (8, 20), generator=gen)
@@ -405,7 +406,7 @@ def test_pooled_image_path_refuses_other_towers(encoder, change) -> None:
     """Towers the class-token shortcut would get wrong keep open_clip's path."""
     import copy
 
-    from cvae.clip_last_block import image_ok
+    from cvae.clip.last_block import image_ok
 
     model = copy.deepcopy(encoder.model)
     for name, value in change.items():
@@ -416,7 +417,7 @@ def test_pooled_image_path_refuses_other_towers(encoder, change) -> None:
 def test_pooled_image_path_gives_open_clips_vectors(encoder, coco_sample) -> None:
     """The image path (last block at the class token only) against open_clip's
     own encode_image, on real sample photos."""
-    from cvae.clip_last_block import image_ok
+    from cvae.clip.last_block import image_ok
 
     assert image_ok(encoder.model)
     files = sorted((coco_sample / "images").glob("*.jpg"))[:6]
@@ -474,7 +475,7 @@ def test_tensor_to_pil_round_trips_uint8() -> None:
 def test_one_ahead_keeps_order_runs_in_a_thread_and_raises() -> None:
     import threading
 
-    from cvae.image_files import one_ahead
+    from cvae.data.image_files import one_ahead
 
     seen: list[str] = []
     ahead = threading.Event()
@@ -516,7 +517,7 @@ def test_one_ahead_keeps_order_runs_in_a_thread_and_raises() -> None:
 def test_trimmed_text_without_the_last_block_shortcut(encoder, monkeypatch) -> None:
     """Blocks the shortcut cannot run still get trimmed batches: the whole last
     block, then the end-of-text row (open_clip's vectors to float rounding)."""
-    import cvae.clip_text as clip_text
+    import cvae.clip.text as clip_text
 
     monkeypatch.setattr(clip_text, "blocks_ok", lambda transformer: False)
     tokens = encoder.tokenizer(["A cow stands in a green pasture.", "Two sheep."])
@@ -527,7 +528,7 @@ def test_trimmed_text_without_the_last_block_shortcut(encoder, monkeypatch) -> N
 
 
 def test_length_order_sorts_by_token_count_stably(encoder, monkeypatch) -> None:
-    import cvae.clip_text as clip_text
+    import cvae.clip.text as clip_text
 
     monkeypatch.setattr(clip_text, "COUNT_CHUNK", 2)  # several chunks
     sentences = ["a b c d e", "a", "hills", "a b c", "two sheep", "a b c d e"]

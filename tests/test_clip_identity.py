@@ -10,9 +10,9 @@ import torch
 from conftest import SMALL_CLIP, write_params
 from typer.testing import CliRunner
 
-from cvae.checkpoint import load_model, save_model
-from cvae.clip_weights import checkpoint_identity, load_clip
-from cvae.io import file_digest
+from cvae.clip.weights import checkpoint_identity, load_clip
+from cvae.core.files import file_digest
+from cvae.models.checkpoint import load_model, save_model
 from cvae_cli.main import app
 from stages import clip_checkpoint
 

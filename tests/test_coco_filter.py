@@ -10,7 +10,8 @@ from conftest import write_params
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cvae.coco import (
+from cvae.core.errors import CVAEError
+from cvae.data.coco import (
     DEFAULT_KEYWORDS,
     MANIFEST_SCHEMA,
     assign_split,
@@ -20,7 +21,6 @@ from cvae.coco import (
     subset_coco,
     word_forms,
 )
-from cvae.errors import CVAEError
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 SAMPLE = DATA / "coco-sample"

@@ -12,9 +12,9 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from cvae.checkpoint import load_model
-from cvae.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
-from cvae.longtext import CaptionChoice, load_longtext
+from cvae.data.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
+from cvae.data.pairs import CaptionChoice, load_longtext
+from cvae.models.checkpoint import load_model
 from cvae_cli.main import app
 from stages import coco_embed as embed
 from stages import coco_evaluate, coco_train
@@ -208,7 +208,7 @@ def test_caption_choice_draws_each_images_own_captions() -> None:
 
 
 def test_bad_condition_on(tmp_path) -> None:
-    from cvae.errors import CVAEError
+    from cvae.core.errors import CVAEError
 
     with pytest.raises(CVAEError, match="condition_on 'audio' unknown"):
         load_longtext(tmp_path, tmp_path, tmp_path, condition_on="audio", split=None)

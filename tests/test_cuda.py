@@ -20,12 +20,13 @@ import torch
 from conftest import make_model, model_config, train_config, typed_params
 from PIL import Image
 
-from cvae import fashion
-from cvae.batches import MemoryBatches
-from cvae.checkpoint import load_state, save_model
+from cvae.data import fashion
+from cvae.data.batches import MemoryBatches
+from cvae.data.prompts import CLASS_NAMES
 from cvae.models import build_model
-from cvae.text import CLASS_NAMES
-from cvae.train import Trainer
+from cvae.models.checkpoint import save_model
+from cvae.training.state import load_state
+from cvae.training.trainer import Trainer
 
 pytestmark = pytest.mark.cuda
 DEVICE = os.environ.get("CVAE_TEST_DEVICE", "cuda")
@@ -46,7 +47,7 @@ def _fashion(tiny_fashion, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _coco_images(coco_sample, n: int, size: int) -> torch.Tensor:
     """``n`` real COCO images, center-cropped to ``size``, uint8 (n, 3, S, S)."""
-    from cvae.shards import center_crop_resize, load_rgb
+    from cvae.data.shards import center_crop_resize, load_rgb
 
     files = sorted((coco_sample / "images").iterdir())[:n]
     arrays = [np.asarray(center_crop_resize(load_rgb(f), size)) for f in files]
@@ -109,9 +110,9 @@ def test_bf16_autocast_on_cuda_only(tiny_fashion, tmp_path) -> None:
 
 
 def test_stream_loader_pins_memory_and_feeds_the_device(coco_sample, tmp_path) -> None:
-    from cvae.coco import load_coco_captions
-    from cvae.shard_writer import write_shards
-    from cvae.stream import ShardStream, id_lookup
+    from cvae.data.coco import load_coco_captions
+    from cvae.data.shard_writer import write_shards
+    from cvae.data.stream import ShardStream, id_lookup
 
     coco = load_coco_captions(coco_sample / "captions.json")
     imgs = sorted(coco.imgs.values(), key=lambda i: i["id"])[:24]
@@ -248,7 +249,7 @@ def test_resume_on_the_device_continues_the_run(tiny_fashion, tmp_path) -> None:
 
 
 def test_params_device_auto_picks_the_gpu() -> None:
-    from cvae.device import resolve_device
+    from cvae.core.device import resolve_device
 
     assert typed_params().fashion.train.device == "auto"
     assert resolve_device("auto").type == (

@@ -15,8 +15,8 @@ import pytest
 import torch
 from conftest import write_params
 
-from cvae.distributed import DistInfo, info_from_env, rank_share
-from cvae.errors import CVAEError
+from cvae.core.distributed import DistInfo, info_from_env, rank_share
+from cvae.core.errors import CVAEError
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -134,8 +134,8 @@ def many_shards(coco_sample: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def test_coco_train_under_torchrun_streams_split_shards(many_shards) -> None:
     """The coco_train stage itself, 2 gloo ranks, shards split by node and worker."""
-    from cvae.checkpoint import load_model
-    from cvae.shards import shard_index, shard_paths
+    from cvae.data.shards import shard_index, shard_paths
+    from cvae.models.checkpoint import load_model
 
     tmp, params, d = many_shards
     assert len(shard_paths(d / "shards")) >= 4  # 2 ranks x 1 worker, and more
@@ -172,9 +172,9 @@ def test_coco_train_under_torchrun_streams_split_shards(many_shards) -> None:
 
 
 def test_stream_adapts_workers_and_refuses_too_few_shards(many_shards) -> None:
-    from cvae.distributed import DistInfo
-    from cvae.shards import shard_paths
-    from cvae.stream import ShardStream
+    from cvae.core.distributed import DistInfo
+    from cvae.data.shards import shard_paths
+    from cvae.data.stream import ShardStream
 
     _, _, d = many_shards
     n = len(shard_paths(d / "shards"))
@@ -211,7 +211,7 @@ def test_stream_adapts_workers_and_refuses_too_few_shards(many_shards) -> None:
 
 
 def test_auto_decode_workers_none_on_cpu_cpus_per_rank_on_cuda(monkeypatch) -> None:
-    from cvae.stream import CUDA_WORKERS, decode_workers
+    from cvae.data.stream import CUDA_WORKERS, decode_workers
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert decode_workers("auto", cpu) == 0  # the training process decodes

@@ -23,9 +23,19 @@ def test_every_stage_depends_on_exactly_the_code_it_runs() -> None:
 
 def test_code_closure_follows_imports_transitively() -> None:
     files = code_closure(ROOT, "stages.fashion_train")
-    assert "stages/fashion_train.py" in files and "cvae/train.py" in files
-    assert "cvae/params.py" in files and "cvae/losses.py" in files  # via train.py
+    assert "stages/fashion_train.py" in files
+    assert "cvae/training/fashion.py" in files  # the stage's one library call
+    assert "cvae/training/trainer.py" in files  # via training/fashion.py
+    assert "cvae/training/losses.py" in files  # via training/trainer.py
     assert "stages/coco_train.py" not in files
+
+
+def test_coco_training_depends_on_no_clip_code_but_the_widths() -> None:
+    """coco_train never calls CLIP: of cvae/clip/ it runs only the table of
+    model widths (configs.py), and the embeddings store is data."""
+    files = code_closure(ROOT, "stages.coco_train")
+    assert "cvae/data/embeddings.py" in files
+    assert [f for f in files if f.startswith("cvae/clip/")] == ["cvae/clip/configs.py"]
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -135,8 +145,8 @@ def _lineage_keys(stages: dict[str, dict], name: str) -> set[str]:
 
 @pytest.mark.parametrize("arch", ["fc", "conv", "gmm"])
 def test_fashion_evaluate_records_the_params_of_its_lineage(arch: str) -> None:
-    from cvae.lineage import flat_params
-    from cvae.params import load_params
+    from cvae.experiments.lineage import flat_params
+    from cvae.params.loading import load_params
     from stages.fashion_evaluate import LINEAGE
 
     p = load_params(ROOT / "params.yaml")
@@ -146,8 +156,8 @@ def test_fashion_evaluate_records_the_params_of_its_lineage(arch: str) -> None:
 
 
 def test_coco_evaluate_records_the_params_of_its_lineage() -> None:
-    from cvae.lineage import flat_params
-    from cvae.params import load_params
+    from cvae.experiments.lineage import flat_params
+    from cvae.params.loading import load_params
     from stages.coco_evaluate import LINEAGE
 
     p = load_params(ROOT / "params.yaml")

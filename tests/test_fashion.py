@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from cvae import fashion
-from cvae.errors import CVAEError
+from cvae.core.errors import CVAEError
+from cvae.data import fashion
 
 
 def test_reads_the_real_files(fashion_root) -> None:

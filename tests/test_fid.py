@@ -19,15 +19,15 @@ import torch
 from conftest import no_network
 from PIL import Image
 
-from cvae import inception
-from cvae.errors import CVAEError
-from cvae.fid import FID, frechet_distance
-from cvae.inception import (
+from cvae.core.errors import CVAEError
+from cvae.core.files import file_digest
+from cvae.evaluation import inception
+from cvae.evaluation.fid import FID, frechet_distance
+from cvae.evaluation.inception import (
     check_against_torchscript,
     find_fid_helper_weights,
     to_uint8_rgb,
 )
-from cvae.io import file_digest
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 COCO_IMAGES = DATA / "coco-sample" / "images"

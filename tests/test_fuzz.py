@@ -1,8 +1,8 @@
 """Property tests (hypothesis) of the two text matchers.
 
-- ``cvae.text.prompt_to_label``: total (a label 0..9 or a CVAEError, nothing
+- ``cvae.data.prompts.prompt_to_label``: total (a label 0..9 or a CVAEError, nothing
   else), blind to unrelated words and to letter case.
-- ``cvae.coco`` keyword filter: never raises on any caption, a keyword inside a
+- ``cvae.data.coco`` keyword filter: never raises on any caption, a keyword inside a
   longer word never matches, every plural form matches.
 """
 
@@ -14,9 +14,9 @@ import string
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from cvae.coco import DEFAULT_KEYWORDS, compile_keywords, match_subsets, word_forms
-from cvae.errors import CVAEError
-from cvae.text import SYNONYMS, find_classes, prompt_to_label
+from cvae.core.errors import CVAEError
+from cvae.data.coco import DEFAULT_KEYWORDS, compile_keywords, match_subsets, word_forms
+from cvae.data.prompts import SYNONYMS, find_classes, prompt_to_label
 
 FUZZ = settings(max_examples=120, deadline=None)
 

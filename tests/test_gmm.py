@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import make_model
 
-from cvae.checkpoint import load_model, save_model
-from cvae.errors import CVAEError
-from cvae.fashion import load_dataset
+from cvae.core.errors import CVAEError
+from cvae.data.fashion import load_dataset
 from cvae.models import make_config
+from cvae.models.checkpoint import load_model, save_model
 from cvae.models.prior import ClassGMMPrior
 
 SMALL = {"channels": [8, 16, 32], "latent_dim": 4, "components": 2}

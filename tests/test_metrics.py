@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.signal import correlate2d
 
-from cvae.metrics import MeanMeter, mse_sum, ssim, ssim_valid
+from cvae.evaluation.metrics import MeanMeter, mse_sum, ssim, ssim_valid
 
 
 def naive_mse_sum(x: np.ndarray, y: np.ndarray) -> list[float]:

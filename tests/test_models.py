@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import make_model, model_config
 
-from cvae.errors import CVAEError
-from cvae.losses import elbo_loss, kl_divergence
+from cvae.core.errors import CVAEError
 from cvae.models import make_config
+from cvae.training.losses import elbo_loss, kl_divergence
 
 CASES = [
     ("fc", {}, (1, 28, 28), "label"),
@@ -118,9 +118,9 @@ def _train_256(
     sample: Path, logvar_max: float | None, steps: int = 4
 ) -> list[dict[str, float]]:
     """A few Adam steps (lr 1e-3) of the 256 px model on real COCO photos."""
-    from cvae.losses import elbo_loss
+    from cvae.data.shards import center_crop_resize, load_rgb
     from cvae.models import build_model
-    from cvae.shards import center_crop_resize, load_rgb
+    from cvae.training.losses import elbo_loss
 
     files = sorted((sample / "images").iterdir())[:4]
     x = (

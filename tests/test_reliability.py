@@ -46,16 +46,17 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from cvae import clip_weights as cvae_clip
-from cvae.checkpoint import load_model, load_state, save_model
-from cvae.coco import (
+from cvae.clip import weights as cvae_clip
+from cvae.data.coco import (
     DEFAULT_KEYWORDS,
     MANIFEST_SCHEMA,
     filter_coco,
     subset_coco,
     write_manifest,
 )
-from cvae.shards import load_shards
+from cvae.data.shards import load_shards
+from cvae.models.checkpoint import load_model, save_model
+from cvae.training.state import load_state
 from cvae_cli.main import app
 from stages import (
     coco_embed as embed,

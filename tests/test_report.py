@@ -3,7 +3,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cvae.report import END, START, records, report, splice
+from cvae.experiments.report import END, START, records, report, splice
 from cvae_cli.main import app
 
 
@@ -219,7 +219,7 @@ def test_info_files_are_read_from_git_revisions_and_the_workspace(tmp_path) -> N
 
 
 def test_lineage_differences_compare_numbers_by_value() -> None:
-    from cvae.lineage import MISSING, differences
+    from cvae.experiments.lineage import MISSING, differences
 
     params = {"a": {"lr": 1e-3, "n": 2, "on": True, "xs": [1, 2]}}
     assert differences({"a.lr": 0.001, "a.n": 2.0, "a.xs": [1.0, 2]}, params) == {}
@@ -247,7 +247,7 @@ def test_splice_and_cli(tmp_path) -> None:
 
 
 def test_settings_that_cannot_change_outputs_never_make_them_stale() -> None:
-    from cvae.lineage import NOT_OUTPUT_SETTINGS, differences
+    from cvae.experiments.lineage import NOT_OUTPUT_SETTINGS, differences
 
     recorded = {"embed.num_workers": 1, "coco.train.memory_budget_mib": 512}
     params = {"embed": {"num_workers": 0}, "coco": {"train": {"memory_budget_mib": 9}}}

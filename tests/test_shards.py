@@ -11,11 +11,11 @@ import pytest
 from conftest import write_params
 from PIL import Image
 
-from cvae import shards as shards_mod
-from cvae.coco import MANIFEST_SCHEMA, write_manifest
-from cvae.errors import CVAEError
-from cvae.shard_writer import write_shards
-from cvae.shards import (
+from cvae.core.errors import CVAEError
+from cvae.data import shards as shards_mod
+from cvae.data.coco import MANIFEST_SCHEMA, write_manifest
+from cvae.data.shard_writer import write_shards
+from cvae.data.shards import (
     ImageReadError,
     center_crop_resize,
     iter_shards,
@@ -250,7 +250,7 @@ def test_shards_carry_captions_as_txt_for_open_clip_loaders(
 def test_load_shards_decodes_only_the_split_asked_for(
     tmp_path: Path, images: Path
 ) -> None:
-    from cvae.longtext import pick_loader
+    from cvae.data.pairs import pick_loader
 
     ids = sorted(int(p.stem) for p in images.iterdir())
     write_shards(_manifest(ids), images, tmp_path / "s", size=32, shard_size=3)

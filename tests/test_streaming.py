@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from cvae.batches import MemoryBatches, MemorySplit, to_float_images
-from cvae.checkpoint import load_model
-from cvae.clip_weights import load_clip
-from cvae.coco_evaluation import HeldOutScores, score_held_out
-from cvae.distributed import DistInfo
-from cvae.evaluation import reconstruction_metrics
-from cvae.fid import FID, RunningStats, frechet_distance
-from cvae.longtext import load_longtext, shard_split
+from cvae.clip.weights import load_clip
+from cvae.core.distributed import DistInfo
+from cvae.data.batches import MemoryBatches, MemorySplit
+from cvae.data.pairs import load_longtext, shard_split
+from cvae.evaluation.coco import HeldOutScores, score_held_out
+from cvae.evaluation.fid import FID, RunningStats, frechet_distance
+from cvae.evaluation.scores import reconstruction_metrics
+from cvae.models.base import to_float_images
+from cvae.models.checkpoint import load_model
 
 
 def _val(coco):
@@ -152,7 +153,7 @@ def test_evaluation_holds_no_earlier_batch(coco) -> None:
 def test_trainer_val_from_shards_equals_val_in_memory(coco, tmp_path: Path) -> None:
     from conftest import train_config
 
-    from cvae.train import Trainer
+    from cvae.training.trainer import Trainer
 
     val, _ = _val(coco)
     ref = _in_memory(coco)
@@ -176,8 +177,8 @@ def test_trainer_val_from_shards_equals_val_in_memory(coco, tmp_path: Path) -> N
 
 
 def test_a_split_holds_only_its_own_caption_vectors(coco) -> None:
-    from cvae.longtext import image_conditions
-    from cvae.shards import shard_index
+    from cvae.data.pairs import image_conditions
+    from cvae.data.shards import shard_index
 
     ids, splits = shard_index(coco.root / "shards64")
     full = image_conditions(ids, coco.text, coco.image, condition_on="text")
@@ -198,8 +199,8 @@ def test_conditions_equal_a_naive_lookup_of_the_caption_table(coco) -> None:
     row-by-row reading of the whole caption table."""
     import pyarrow.parquet as pq
 
-    from cvae.longtext import image_conditions
-    from cvae.shards import shard_index
+    from cvae.data.pairs import image_conditions
+    from cvae.data.shards import shard_index
 
     ids, splits = shard_index(coco.root / "shards64")
     val_ids = ids[[s == "val" for s in splits]]

@@ -1,7 +1,13 @@
 import pytest
 
-from cvae.errors import CVAEError
-from cvae.text import CLASS_NAMES, SYNONYMS, find_classes, known_words, prompt_to_label
+from cvae.core.errors import CVAEError
+from cvae.data.prompts import (
+    CLASS_NAMES,
+    SYNONYMS,
+    find_classes,
+    known_words,
+    prompt_to_label,
+)
 
 
 @pytest.mark.parametrize(

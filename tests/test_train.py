@@ -5,12 +5,12 @@ import pytest
 import torch
 from conftest import make_model, train_config, typed_params
 
-from cvae import fashion
-from cvae.batches import MemoryBatches
-from cvae.device import resolve_device
-from cvae.errors import CVAEError
-from cvae.params import ParamsError
-from cvae.train import Trainer
+from cvae.core.device import resolve_device
+from cvae.core.errors import CVAEError
+from cvae.data import fashion
+from cvae.data.batches import MemoryBatches
+from cvae.params.schema import ParamsError
+from cvae.training.trainer import Trainer
 
 
 def _data(tiny_fashion, n=256):

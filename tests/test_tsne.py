@@ -10,9 +10,9 @@ import torch
 from conftest import make_model, write_params
 from PIL import Image
 
-from cvae.checkpoint import save_model
-from cvae.errors import CVAEError
-from cvae.tsne import latent_means, plot_embeddings, silhouette, tsne_2d
+from cvae.core.errors import CVAEError
+from cvae.evaluation.tsne import latent_means, plot_embeddings, silhouette, tsne_2d
+from cvae.models.checkpoint import save_model
 from stages import fashion_tsne
 
 SMALL_CONV = {"channels": [8, 16, 32], "latent_dim": 8, "embed_dim": 4}

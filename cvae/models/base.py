@@ -23,6 +23,11 @@ Conditioning = Literal["concat", "add"]
 CONDITIONINGS = ("concat", "add")
 
 
+def to_float_images(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float32 in [0, 1]."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
 class Conditioner(nn.Module):
     """Condition -> vector: an embedding table for labels, a linear map for vectors.
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from cvae.batches import to_float_images
-from cvae.models.base import Conditioning
+from cvae.models.base import Conditioning, to_float_images
 from cvae.models.conv import ConvConfig, ConvCVAE
 from cvae.models.prior import ClassGMMPrior
 

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from cvae.errors import CVAEError
+from cvae.core.errors import CVAEError
 
 COV_JITTER = 1e-6  # added to each covariance's diagonal (keeps it invertible)
 EM_MAX_ITER = 100  # EM rounds at most

@@ -1,0 +1,195 @@
+"""Atomic file output: nothing half-written is ever left under a final name.
+
+Every writer goes to a temporary name in the destination folder, is flushed to
+disk and then renamed with ``os.replace`` (atomic on POSIX). A crash leaves the
+previous output (or nothing) in place, plus at worst a ``.tmp-*`` file, which
+the next write of the same output removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from cvae.core.errors import CVAEError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_writable(*paths: str | os.PathLike | None) -> None:
+    """Each output can be created: its nearest existing ancestor folder takes a
+    new file (probed, then removed; nothing is left behind).
+
+    Stages call it before their long work, so an unwritable output is one line
+    at the start, not a traceback after an hour.
+    """
+    for p in paths:
+        if p is None:  # an optional output not asked for
+            continue
+        folder = Path(p).absolute().parent
+        while not folder.exists():
+            folder = folder.parent
+        try:
+            if not folder.is_dir():
+                raise NotADirectoryError(20, "a file stands where a folder is needed")
+            fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise CVAEError(
+                f"cannot write {p} ({e.strerror or type(e).__name__} in {folder}): "
+                "pick a writable folder, or fix its permissions or free space"
+            ) from None
+
+
+def remove_stale(path: Path) -> None:
+    """Temporaries of ``path`` left by an earlier run that was killed."""
+    name = glob.escape(path.name)
+    for old in path.parent.glob(f".tmp-{name}.*"):
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    for old in path.parent.glob(f".old-{name}.*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    Use for writers that want a file name (PIL, safetensors, pyarrow).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are 0644-ish
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; rename it onto ``path`` on success."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
+        f.flush()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+
+
+def split_record(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(numbers, the rest) of a nested record, keys and nesting kept.
+
+    The numbers (int or float, never bool) are what `dvc metrics diff` and
+    `dvc exp show` compare; strings, flags, lists and nulls (FID off, notes,
+    model names, file lists) are facts for people, not metrics.
+    """
+    numbers: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            n, r = split_record(value)
+            if n:
+                numbers[key] = n
+            if r:
+                rest[key] = r
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers[key] = value
+        else:
+            rest[key] = value
+    return numbers, rest
+
+
+def write_record(
+    metrics: str | os.PathLike,
+    info: str | os.PathLike | None,
+    record: dict,
+    *,
+    params: dict[str, Any] | None = None,
+) -> None:
+    """The numbers of ``record`` to ``metrics`` (a DVC metrics file), the rest to
+    ``info`` (an output beside it; skipped when None), both atomically.
+
+    ``params``: the params the outputs came from ({dotted key: value}), kept whole
+    in ``info`` under "params" (numbers among them are settings, not metrics).
+    """
+    numbers, rest = split_record(record)
+    write_json(metrics, numbers)
+    if info is not None:
+        write_json(info, rest | ({"params": params} if params is not None else {}))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder; swap it in for ``path`` on success.
+
+    The old folder (if any) stays untouched until the new one is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.parent / f".old-{path.name}.{os.getpid()}"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_parquet(path: str | os.PathLike, *, what: str, stage: str) -> Any:
+    """A parquet file as a pyarrow Table, or one line naming the stage to re-run."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise CVAEError(f"{what} {path} not found: run the {stage} stage first")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CVAEError(
+            f"{what} {path} is not a readable parquet file ({first}): "
+            f"re-run the {stage} stage"
+        ) from None

@@ -1,0 +1,1 @@
+"""Experiments: comparing runs (lineage) and the tables of `cvae report`."""

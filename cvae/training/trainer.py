@@ -1,0 +1,341 @@
+"""One explicit training loop for every CVAE (nanoGPT / MAE style).
+
+Guarantees: seeded (same seed, same data -> same weights on CPU), resumable
+(a state file after every epoch; a killed run continues from the last complete
+epoch and ends with the weights an uninterrupted run would have), a NaN guard
+(a non-finite loss stops the run, naming the step, and the last good state is
+kept), one JSON line of metrics per epoch.
+
+Data: a ``cvae.data.batches.BatchSource`` (in memory or streamed from shards, the
+loop cannot tell) and optionally a ``HeldOut`` split scored each epoch.
+
+Data parallel: launched by ``torchrun``, each rank wraps the model in
+DistributedDataParallel and trains on an equal share of every epoch (the
+source gives each rank its share). Rank 0 alone writes the state, history and log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cvae.core import distributed
+from cvae.core.device import resolve_device
+from cvae.core.errors import CVAEError
+from cvae.core.files import write_json
+from cvae.core.progress import step_bar
+from cvae.data.batches import BatchSource, HeldOut
+from cvae.models import ConditionalVAE
+from cvae.models.base import to_float_images
+from cvae.params.schema import TrainParams
+from cvae.training.losses import elbo_loss
+from cvae.training.state import load_state, save_state
+
+
+def run_fields(cfg: TrainParams) -> dict[str, Any]:
+    """The settings that decide the weights, for a run's fingerprint.
+
+    Not the device (``device`` is kept as None), ``num_workers`` nor the memory
+    budget; the loader (``coco.train`` only, as resolved from ``auto``) and the
+    torchrun world size only when they differ from the single-process in-memory
+    loop, whose fingerprints predate them.
+    """
+    fields = cfg.model_dump() | {"device": None}
+    fields.pop("num_workers", None)
+    fields.pop("memory_budget_mib", None)
+    if fields.get("loader") == "memory":
+        del fields["loader"]
+    world = distributed.info_from_env().world_size
+    if world > 1:
+        fields["world_size"] = world
+    return fields
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop, `kill`) interrupts like Ctrl-C, so both end
+    with the same one-line resume hint (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of JSON-able parts and arrays: identifies one training run."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, torch.Tensor):
+            p = p.detach().cpu().numpy()
+        if isinstance(p, np.ndarray):
+            h.update(str((p.shape, p.dtype)).encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class Trainer:
+    """Fits a ConditionalVAE on the batches of ``data`` (see ``cvae.data.batches``).
+
+    val: an optional held-out split scored each epoch (negative ELBO per image).
+    """
+
+    def __init__(
+        self,
+        model: ConditionalVAE,
+        cfg: TrainParams,
+        data: BatchSource,
+        *,
+        state_path: str | os.PathLike,
+        history_path: str | os.PathLike | None = None,
+        val: HeldOut | None = None,
+        run_id: str = "",
+        log: Callable[[str], None] = print,
+    ):
+        self.cfg = cfg
+        device = resolve_device(cfg.device)
+        self.dist = distributed.setup(device)
+        self.device = distributed.rank_device(device, self.dist)
+        self.model = model.to(self.device)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            # channels_last: the fast layout for convolutions on tensor cores.
+            self.model = self.model.to(memory_format=torch.channels_last)
+        data.place(self.device)  # e.g. a small uint8 set onto the GPU once
+        self.data = data
+        self.val = val
+        self.state_path = Path(state_path)
+        self.history_path = Path(history_path) if history_path else None
+        self.run_id = run_id
+        # Every rank computes; rank 0 alone speaks and writes.
+        self.log = log if self.dist.is_main else (lambda line: None)
+        # The module that trains: the DDP wrapper when data parallel (its
+        # constructor broadcasts rank 0's weights), the model itself otherwise.
+        self.net: torch.nn.Module = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids
+            )
+        self.opt = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.saved_epoch = 0  # last epoch whose state this run holds on disk
+
+    # -- state ---------------------------------------------------------------
+    def _state(self, epoch: int) -> dict[str, Any]:
+        state = {
+            "run_id": self.run_id,
+            "settings": json.dumps(self._settings()),
+            "epoch": epoch,  # completed epochs
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "cpu_rng": torch.get_rng_state(),
+            "history": json.dumps(self.history),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _settings(self) -> dict[str, Any]:
+        """The run's settings, flat (train fields, ``model.<field>``), stored in
+        the state so that a mismatch can name what changed."""
+        model = getattr(self.model, "config", None)
+        fields = dataclasses.asdict(model) if dataclasses.is_dataclass(model) else {}
+        return run_fields(self.cfg) | {f"model.{k}": v for k, v in fields.items()}
+
+    def try_resume(self) -> bool:
+        """Load the state file if it belongs to this run; True when resumed."""
+        if not self.state_path.exists():
+            return False
+        state = load_state(self.state_path)
+        if state.get("run_id") != self.run_id:
+            old, new = json.loads(state.get("settings", "{}")), self._settings()
+            changed = [
+                f"{k} {old.get(k)!r} -> {new.get(k)!r}"
+                for k in sorted(old.keys() | new.keys())
+                if old.get(k) != new.get(k)
+            ]
+            why = ", ".join(changed) or (
+                "same settings, other data" if old else "written by an older version"
+            )
+            self.log(f"ignoring {self.state_path}: it belongs to another run ({why})")
+            return False
+        try:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CVAEError(
+                f"resume state {self.state_path} does not fit this model ({first}): "
+                "delete it to start over"
+            ) from e
+        torch.set_rng_state(state["cpu_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.history = json.loads(state["history"])
+        self.start_epoch = self.saved_epoch = int(state["epoch"])
+        self.log(f"resumed from {self.state_path} after epoch {self.start_epoch}")
+        return True
+
+    def _non_finite(self, where: str) -> CVAEError:
+        """The error for a non-finite loss, saying truthfully what was kept."""
+        kept = (
+            f"kept the last good state (epoch {self.saved_epoch}) in {self.state_path}"
+            if self.saved_epoch
+            else "no epoch had finished, so nothing was saved"
+        )
+        return CVAEError(f"non-finite loss {where}: {kept}; lower lr or check the data")
+
+    # -- loop ----------------------------------------------------------------
+    def _step(
+        self, x: torch.Tensor, c: torch.Tensor, *, train: bool = True
+    ) -> dict[str, torch.Tensor]:
+        net = self.net if train else self.model
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            logits, mu, logvar = net(x, c)
+        return elbo_loss(
+            logits, x, mu, logvar, beta=self.cfg.beta, recon=self.cfg.recon
+        )
+
+    def _to_device(
+        self, x: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images -> float in [0, 1] on the device; conditions alongside."""
+        x = to_float_images(x.to(self.device, non_blocking=True))
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, c.to(self.device, non_blocking=True)
+
+    def _epoch_batches(
+        self, epoch: int
+    ) -> tuple[int, int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        """(steps, items on all ranks, batches on the device) of one epoch."""
+        it = (self._to_device(x, c) for x, c in self.data.epoch(epoch))
+        return self.data.steps, self.data.items, it
+
+    @torch.no_grad()
+    def evaluate_loss(self) -> dict[str, float]:
+        """Negative ELBO per image on the validation set (eval mode)."""
+        assert self.val is not None
+        self.model.eval()
+        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+        n = 0
+        for x, c in self.val.ordered(self.cfg.batch_size * 4):
+            terms = self._step(*self._to_device(x, c), train=False)
+            for k in sums:
+                sums[k] += terms[k].item()
+            n += len(x)
+        self.model.train()
+        return {f"val_{k}": v / n for k, v in sums.items()}
+
+    def _run_epoch(self, epoch: int, check_every: int) -> None:
+        """One epoch: steps, the NaN guard, the history row, the state file."""
+        steps, n, batches = self._epoch_batches(epoch)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        t0 = time.perf_counter()
+        bar = step_bar(
+            steps,
+            f"epoch {epoch + 1}/{self.cfg.epochs}",
+            quiet=not self.dist.is_main,
+        )
+        for step, (x, c) in zip(bar, batches, strict=False):
+            terms = self._step(x, c)
+            loss = terms["loss"] / len(x)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            sums += torch.stack(
+                [terms[k].detach().double() for k in ("loss", "recon", "kl")]
+            )
+            if step % check_every == 0 or step == steps - 1:
+                # summed over ranks, so that every rank stops together
+                value = distributed.all_sum(loss.detach().clone(), self.dist).item()
+                if not math.isfinite(value):
+                    raise self._non_finite(
+                        f"({value}) at epoch {epoch + 1} step {step + 1}"
+                    )
+                bar.set_postfix(loss=f"{value / self.dist.world_size:.2f}")
+        totals = distributed.all_sum(sums, self.dist).tolist()
+        if not all(math.isfinite(v) for v in totals):
+            raise self._non_finite(f"in epoch {epoch + 1}")
+        secs = time.perf_counter() - t0
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": totals[0] / n,
+            "recon": totals[1] / n,
+            "kl": totals[2] / n,
+        }
+        if self.dist.enabled:
+            row["world_size"] = self.dist.world_size
+        if self.val is not None and self.dist.is_main:
+            # the gradients are not needed until the next step zeroes them: free
+            # them for the held-out pass (at 256 px its batch is the peak)
+            self.opt.zero_grad(set_to_none=True)
+            row.update(self.evaluate_loss())
+        self.history.append(row)  # no timings: the same run, the same bytes
+        speed = {"seconds": round(secs, 3), "images_per_s": round(n / secs, 1)}
+        self.log(json.dumps(row | speed))
+        if self.dist.is_main:
+            save_state(self.state_path, self._state(epoch + 1))
+        self.saved_epoch = epoch + 1  # on disk now, whatever comes next
+        if self.dist.is_main and self.history_path is not None:
+            write_json(self.history_path, self.history)
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train up to ``cfg.epochs`` epochs (from the resumed one); return history.
+
+        Rank r seeds its reparameterisation noise with ``seed + r``.
+        """
+        torch.manual_seed(self.cfg.seed + self.dist.rank)
+        self.try_resume()
+        # Loss check every step on CPU (free); every 50 on CUDA (a host sync).
+        check_every = 1 if self.device.type == "cpu" else 50
+        self.net.train()
+        with interrupt_on_sigterm():
+            try:
+                for epoch in range(self.start_epoch, self.cfg.epochs):
+                    self._run_epoch(epoch, check_every)
+            except KeyboardInterrupt:
+                kept = (
+                    f"the state after epoch {self.saved_epoch} is kept in "
+                    f"{self.state_path}: re-run the same command to resume"
+                    if self.saved_epoch
+                    else "no epoch had finished, so there is nothing to resume"
+                )
+                if self.dist.is_main:
+                    print(
+                        f"interrupted in epoch {self.saved_epoch + 1}: {kept}",
+                        file=sys.stderr,
+                    )
+                raise SystemExit(130) from None
+        if self.history_path is not None and self.dist.is_main:
+            write_json(self.history_path, self.history)
+        distributed.barrier(self.dist)  # no rank leaves before rank 0 has written
+        self.model.eval()
+        return self.history
