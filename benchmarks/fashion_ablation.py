@@ -1,4 +1,4 @@
-"""Issue 15's ablation: what each idea gives on Fashion-MNIST, on a cheap FID proxy.
+"""The gmm ablation: what each idea gives on Fashion-MNIST, on a cheap FID proxy.
 
     python -m benchmarks.fashion_ablation            # every row, cached
     python -m benchmarks.fashion_ablation --rows conv conv+gmm

@@ -5,7 +5,7 @@ changes, and only then).
     python scripts/sync_deps.py          # rewrite dvc.yaml's code deps
     python scripts/sync_deps.py --check  # exit 1 naming what is missing or extra
 
-``tests/test_dvc_deps.py`` runs the check. Data deps (anything outside
+``tests/repo/test_dvc_yaml.py`` runs the check. Data deps (anything outside
 ``cvae/`` and ``stages/``) are left as they are.
 """
 

@@ -40,7 +40,7 @@ def load(path: Path) -> Params:
       part of the result (and a param DVC tracks), not a property of the machine;
     - denormal floats flushed to zero (FTZ/DAZ, the same on every x86-64 CPU):
       after a few epochs the CVAE weights and Adam states hold denormals, which
-      the CPU handles in microcode, about 4x slower per step.
+      the CPU handles in microcode, several times slower per step.
     """
     import torch
 

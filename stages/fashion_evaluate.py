@@ -12,7 +12,7 @@ from cvae.experiments.lineage import flat_params
 from stages._common import Info, load, stage_main
 
 # The params behind this stage's outputs: its own and its ancestors' in dvc.yaml
-# (tests/test_dvc_yaml.py checks the list). Recorded in the info file, so a
+# (tests/repo/test_dvc_yaml.py checks the list). Recorded in the info file, so a
 # report can tell outputs that are not from their revision's params.
 LINEAGE = (
     "cpu_threads",

@@ -7,7 +7,7 @@ pooling). A block is attention, the only part that mixes positions, then
 position-wise layer norms and an MLP. So in the last block the keys and values
 are needed at every position, but the query, the attention output, the MLP and
 the norms only at the pooled one. For ViT-B-32's 50 tokens that is 18% of the
-last block's matrix work, about 7% of either tower. ``tests/test_clip.py``
+last block's matrix work, about 7% of either tower. ``tests/unit/clip/test_clip.py``
 checks the features against open_clip's own to float rounding.
 """
 

@@ -5,7 +5,7 @@ most of the text transformer's work is on padding. CLIP's text transformer is
 causal (position i attends to positions <= i only) and its feature is read at
 the end-of-text token (``argmax``/``eos`` pooling), so nothing after that token
 can change it: cutting a batch to its longest sentence gives the same vectors
-(to float rounding; ``tests/test_clip.py`` checks both facts). Sentences are
+(to float rounding; ``tests/unit/clip/test_clip.py`` checks both facts). Sentences are
 also sorted by token count before batching, so each batch is cut nearly as
 short as it can. The last block runs at the end-of-text token only
 (``cvae.clip.last_block``).

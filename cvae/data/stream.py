@@ -49,7 +49,7 @@ def decode_workers(requested: int | str, device: torch.device) -> int:
 
     ``auto``: none on CPU, where the training process decodes its own batches
     (a 256 px step costs some 50 PNG decodes, and a worker would only add a
-    process and a shuffle buffer: about 0.8 GiB of the process tree at 256 px);
+    process and a shuffle buffer, a large part of the process tree at 256 px);
     on CUDA, where the GPU must be kept fed, min(4, this node's CPUs over its
     ranks). A number is taken as it is.
     """

@@ -1,4 +1,4 @@
-"""The conv CVAE sampled from a fitted per-class Gaussian mixture (issue 15).
+"""The conv CVAE sampled from a fitted per-class Gaussian mixture.
 
 Same network as :class:`cvae.models.conv.ConvCVAE` (so the paper's conv weights
 load into it unchanged); what differs is how it generates. Instead of

@@ -62,7 +62,10 @@ def describe(error: dict[str, Any], data: Any) -> str:
             "" if hint else f" (known here: {', '.join(known)})"
         )
     if kind == "missing":
-        return f"{_dotted(loc)} is missing: add it (see README)"
+        return (
+            f"{_dotted(loc)} is missing: add it "
+            "(the repository's params.yaml has every key)"
+        )
     if kind == "value_error" or kind == "assertion_error":
         msg = msg.removeprefix("Value error, ")
     where = _dotted(loc) or "params"

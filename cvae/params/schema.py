@@ -93,7 +93,7 @@ class ConvModel(Section):
 
 class GMMModel(Section):
     """The conv CVAE sampled from a per-class Gaussian mixture fitted to the
-    training posteriors (issue 15; ``cvae.models.gmm``), with its own schedule."""
+    training posteriors (``cvae.models.gmm``), with its own schedule."""
 
     channels: Annotated[list[Pos], Field(min_length=3, max_length=3)]  # 3 conv widths
     latent_dim: Pos

@@ -52,7 +52,7 @@ def run_fields(cfg: TrainParams) -> dict[str, Any]:
     Not the device (``device`` is kept as None), ``num_workers`` nor the memory
     budget; the loader (``coco.train`` only, as resolved from ``auto``) and the
     torchrun world size only when they differ from the single-process in-memory
-    loop, whose fingerprints predate them.
+    loop (whose fingerprint thus does not name them).
     """
     fields = cfg.model_dump() | {"device": None}
     fields.pop("num_workers", None)

@@ -1,4 +1,4 @@
-"""The gmm model (issue 15): a conv CVAE sampled from a fitted per-class prior."""
+"""The gmm model: a conv CVAE sampled from a fitted per-class prior."""
 
 from __future__ import annotations
 

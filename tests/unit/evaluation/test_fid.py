@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from conftest import no_network
+from conftest import SHARED_DATA, no_network
 from PIL import Image
 
 from cvae.core.errors import CVAEError
@@ -29,7 +29,7 @@ from cvae.evaluation.inception import (
     to_uint8_rgb,
 )
 
-DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 COCO_IMAGES = DATA / "coco-sample" / "images"
 needs_coco = pytest.mark.skipif(
     not COCO_IMAGES.is_dir(), reason=f"real images not found at {COCO_IMAGES}"

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_params
+from conftest import ROOT, SHARED_DATA, write_params
 
 from cvae.core.distributed import DistInfo, info_from_env, rank_share
 from cvae.core.errors import CVAEError
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
@@ -231,7 +230,7 @@ def test_shard_and_embed_under_torchrun_write_the_bytes_of_one_process(
     """2 gloo ranks share the shards and the CLIP batches; rank 0 writes the
     same files, byte for byte, as one process (shards, both parquets, counts)."""
     tmp, params, d = many_shards
-    images = str(Path(__file__).parents[1] / ".." / "shared" / "data" / "coco-sample")
+    images = str(SHARED_DATA / "coco-sample")
     images += "/images"
 
     def stages(out: Path) -> list[str]:

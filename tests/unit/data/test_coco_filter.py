@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_params
+from conftest import SHARED_DATA, write_params
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +22,7 @@ from cvae.data.coco import (
     word_forms,
 )
 
-DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 SAMPLE = DATA / "coco-sample"
 VAL2017 = DATA / "captions_val2017.json"
 needs_sample = pytest.mark.skipif(

@@ -164,7 +164,7 @@ def test_stale_outputs_are_flagged_with_the_keys_that_differ() -> None:
 
 
 def test_a_checkpoint_set_but_not_used_is_stale_and_shown_as_used() -> None:
-    # the case: params name a checkpoint, the evaluation ran on random CLIP
+    # params name a checkpoint, but the evaluation ran on random CLIP
     used = {**INFO, "clip_pretrained": "none", "clip_random_init": True}
     recorded = {**RECORDED, "embed.pretrained": "none"}
     rows = _coco_rows(

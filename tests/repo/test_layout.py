@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import yaml
+from conftest import ROOT
 
 from cvae.models import FASHION_ARCHS
 from cvae.params.schema import FashionModels
 
-ROOT = Path(__file__).resolve().parents[1]
 # What each subpackage of cvae/ may import (besides itself): lower layers only.
 BASE = {"core"}
 LAYERS = {

@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py, alone or under torchrun (2 gloo ranks).
+"""Run by test_distributed.py beside it, alone or under torchrun (2 gloo ranks).
 
 Trains the FC CVAE for one epoch on the tiny real Fashion-MNIST set and writes
 each rank's final weights to OUT/rank{R}.pt. With ``--mean-z`` the latent is

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 from importlib import metadata
-from pathlib import Path
 
 import tomllib
+from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 

@@ -3,13 +3,12 @@ import math
 
 import pytest
 import torch
-from conftest import make_model, train_config, typed_params
+from conftest import make_model, train_config
 
 from cvae.core.device import resolve_device
 from cvae.core.errors import CVAEError
 from cvae.data import fashion
 from cvae.data.batches import MemoryBatches
-from cvae.params.schema import ParamsError
 from cvae.training.trainer import Trainer
 
 
@@ -98,21 +97,6 @@ def test_nan_stops_with_the_step_and_keeps_the_last_state(
     with pytest.raises(CVAEError, match=r"non-finite loss \(nan\) at epoch 1 step 1"):
         t.fit()
     assert state.read_bytes() == saved
-
-
-@pytest.mark.parametrize(
-    "params, msg",
-    [
-        ({"epochs": -1}, "fashion.train.epochs = -1: input should be greater"),
-        ({"batch_size": 0}, "fashion.train.batch_size = 0"),
-        ({"lr": 0}, "fashion.train.lr = 0: input should be greater than 0"),
-        ({"recon": "l1"}, "fashion.train.recon = 'l1': input should be 'bce' or 'mse'"),
-        ({"epochz": 1}, "unknown key fashion.train.epochz: did you mean .*epochs"),
-    ],
-)
-def test_bad_train_params(params, msg) -> None:
-    with pytest.raises(ParamsError, match=msg):
-        typed_params({"fashion": {"train": params}})
 
 
 def test_device() -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc not installed")
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from conftest import write_params
+from conftest import SHARED_DATA, write_params
 from PIL import Image
 
 import cvae.clip.encoder as clip
@@ -22,7 +22,7 @@ from cvae.core.errors import CVAEError
 from cvae.data.coco import DEFAULT_KEYWORDS, filter_coco, subset_coco
 from cvae.data.embeddings import read_embeddings, write_embeddings
 
-DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 SAMPLE = DATA / "coco-sample"
 SMALL = "ViT-S-32-alt"  # smallest built-in open_clip config, D = 256
 TEXTS = [

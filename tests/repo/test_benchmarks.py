@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from pathlib import Path
+
+from conftest import ROOT
 
 from benchmarks.__main__ import PAIRS, table
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results-cpu.json"
+RESULTS = ROOT / "benchmarks" / "results-cpu.json"
 
 
 def test_table_ratios_come_from_the_measurements() -> None:
@@ -44,7 +45,7 @@ def test_scale_fixture_is_real_distinct_and_passes_the_filter(
     files = sorted((folder / "images").iterdir())
     assert len(files) == 30
     assert len({hashlib.sha256(f.read_bytes()).digest() for f in files}) == 30
-    p = load_params(Path(__file__).parents[1] / "params.yaml").filter
+    p = load_params(ROOT / "params.yaml").filter
     keep = {k: p.keywords[k] for k in p.subsets}
     _, counts = filter_coco(
         folder / "captions.json", folder / "images", keep, val_fraction=0.2, seed=0

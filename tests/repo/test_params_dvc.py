@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import merge, repo_params
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, merge, repo_params
 
 pytestmark = pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc not installed")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,8 +21,6 @@ from stages import coco_embed as embed
 from stages import coco_evaluate, coco_train
 from stages import coco_filter as filter
 from stages import coco_shard as shard
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

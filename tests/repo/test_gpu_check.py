@@ -10,7 +10,8 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 WHEELS = ROOT / "scripts" / "device-wheels.txt"
 IMAGE = ROOT / "scripts" / "device-image.txt"
 LOCAL = {"cvae", "cvae_cli", "stages", "benchmarks", "conftest", "tests"}
@@ -24,7 +25,7 @@ REACHED = [
     *sorted((ROOT / "stages").rglob("*.py")),
     *sorted((ROOT / "benchmarks").glob("*.py")),
     ROOT / "tests" / "conftest.py",
-    ROOT / "tests" / "test_cuda.py",
+    ROOT / "tests" / "unit" / "training" / "test_cuda.py",
 ]
 
 
