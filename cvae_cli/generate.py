@@ -7,6 +7,7 @@ Used by the ``cvae`` command: its messages name the command's options
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -55,8 +56,12 @@ def prompt_condition(
     *,
     device: torch.device,
     clip_checkpoint: str | None,
+    clip_loader: Callable[..., Any] | None = None,
 ) -> tuple[torch.Tensor, str, list[str]]:
-    """(condition tensor, description, warnings) of ``prompt`` for this model."""
+    """(condition tensor, description, warnings) of ``prompt`` for this model.
+
+    ``clip_loader``: what builds the CLIP encoder (``load_clip``'s signature;
+    the demo passes a cached one so that CLIP is loaded once per server)."""
     info = meta["info"]
     kind = info.get("condition")
     if kind == "label":
@@ -68,7 +73,7 @@ def prompt_condition(
 
         clip = info["clip"]
         pretrained = clip_checkpoint or clip["pretrained"]
-        enc = load_clip(
+        enc = (clip_loader or load_clip)(
             clip["model"],
             pretrained,
             device=str(device),

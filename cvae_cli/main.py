@@ -45,6 +45,12 @@ MODELS = {
     },
     "coco": ("data/coco/model.safetensors", "coco_train"),
 }
+# The metrics file of each model name (what the demo shows beside its samples).
+METRICS = {
+    **{f"fashion-{arch}": f"metrics/fashion_{arch}.json" for arch in FASHION_ARCHS},
+    "coco": "metrics/coco.json",
+}
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 QUICK_START = "dvc exp run -n quick -S fashion.train.epochs=2 fashion_train@conv"
 
 
@@ -206,6 +212,75 @@ def info(model: str = typer.Argument("fashion", help="model name or path")) -> N
     sys.stdout.write("\n")
 
 
+def served_models(extra: list[Path]) -> dict[str, tuple[Path, Path | None]]:
+    """The trained models of the project (by name, with their metrics files) and
+    the ``extra`` model files (by file name), for the demo."""
+    out: dict[str, tuple[Path, Path | None]] = {}
+    root = project_root()
+    if root is not None:
+        for name, metrics in METRICS.items():
+            path = root / MODELS[name][0]
+            if path.is_file():
+                out[name] = (path, root / metrics)
+    for path in extra:
+        if not path.is_file():
+            raise CVAEError(f"model file {path} not found: check the path")
+        name, k = path.stem, 2
+        while name in out:
+            name, k = f"{path.stem}-{k}", k + 1
+        out[name] = (path, None)
+    if not out:
+        where = f"in {root}" if root else "here (no cvae project holds this folder)"
+        raise CVAEError(
+            f"no trained model {where}: run `dvc repro` (or the quick start: "
+            f"{QUICK_START}), or pass --model PATH"
+        )
+    return out
+
+
+@app.command()
+def demo(
+    host: str = typer.Option(
+        "127.0.0.1", help="address to listen on (127.0.0.1: this machine only)"
+    ),
+    port: int = typer.Option(7860, min=1, max=65535, help="port to listen on"),
+    model: list[Path] = typer.Option(
+        [], "--model", "-m", help="a .safetensors file to serve as well (repeatable)"
+    ),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    clip_checkpoint: str = typer.Option(
+        None,
+        help="CLIP weights for text models (default: what the model was trained with)",
+    ),
+) -> None:
+    """Serve a local page: type a prompt, see every trained model's samples."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        _fail(
+            UsageError(
+                "the demo needs its extra: pip install -e '.[demo]' "
+                "(bash scripts/setup.sh installs it)"
+            )
+        )
+    from cvae_cli.demo import Demo, serve
+
+    try:
+        served = served_models(model)
+        page = Demo(served, device=device, clip_checkpoint=clip_checkpoint)
+    except CVAEError as e:
+        _fail(e)
+    if host not in LOCAL_HOSTS:
+        typer.echo(
+            f"WARNING: listening on {host}: other machines can reach the demo",
+            err=True,
+        )
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    typer.echo(f"cvae demo: {', '.join(served)} on {url} (Ctrl-C stops)")
+    serve(page, host=host, port=port)
+
+
 def _exp_show(all_commits: bool) -> str:
     """`dvc exp show --json` of the project (``-A``: every commit), or a
     one-line error."""
@@ -247,7 +322,9 @@ def report(
     ),
     out: Path = typer.Option(None, "--out", "-o", help="write the markdown here"),
     readme: Path = typer.Option(
-        None, help="replace the report section of this README (between markers)"
+        None,
+        help="replace the report section (between its markers) of this Markdown "
+        "page, e.g. docs/results.md",
     ),
 ) -> None:
     """Paper-style Table 1 and 2 of every experiment, our numbers beside the paper's."""
