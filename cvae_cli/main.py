@@ -51,6 +51,11 @@ METRICS = {
     "coco": "metrics/coco.json",
 }
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Options that `generate` and `demo` share.
+DEVICE = typer.Option("auto", help="auto | cpu | cuda")
+CLIP_CHECKPOINT = typer.Option(
+    None, help="CLIP weights for text models (default: what the model was trained with)"
+)
 QUICK_START = "dvc exp run -n quick -S fashion.train.epochs=2 fashion_train@conv"
 
 
@@ -169,11 +174,8 @@ def generate(
     labels: bool = typer.Option(
         False, "--labels/--no-labels", help="a title naming prompt, condition, seed"
     ),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    clip_checkpoint: str = typer.Option(
-        None,
-        help="CLIP weights for text models (default: what the model was trained with)",
-    ),
+    device: str = DEVICE,
+    clip_checkpoint: str = CLIP_CHECKPOINT,
 ) -> None:
     """Generate a grid of images for PROMPT."""
     from cvae_cli.generate import generate_from_prompt
@@ -247,11 +249,8 @@ def demo(
     model: list[Path] = typer.Option(
         [], "--model", "-m", help="a .safetensors file to serve as well (repeatable)"
     ),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    clip_checkpoint: str = typer.Option(
-        None,
-        help="CLIP weights for text models (default: what the model was trained with)",
-    ),
+    device: str = DEVICE,
+    clip_checkpoint: str = CLIP_CHECKPOINT,
 ) -> None:
     """Serve a local page: type a prompt, see every trained model's samples."""
     try:

@@ -18,12 +18,36 @@ import time
 import urllib.request
 from pathlib import Path
 
+CHROMIUM_FLAGS = (  # headless, and no connection of Chromium's own (no network)
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+)
+
+
+def headless_chrome(profile: Path, *, width: int, height: int):
+    """Debian's chromium driven by its chromedriver (Selenium, nothing
+    downloaded), with a fresh profile folder."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    opts.add_argument(f"--window-size={width},{height}")
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
 
 def main() -> None:
     out = Path(sys.argv[1])
     prompt = sys.argv[2] if len(sys.argv) > 2 else "Make a dress"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -32,7 +56,9 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cvae = Path(sys.executable).with_name("cvae")
-    server = subprocess.Popen([str(cvae), "demo", "--port", str(port), "--device", "cpu"])
+    server = subprocess.Popen(
+        [str(cvae), "demo", "--port", str(port), "--device", "cpu"]
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(600):
@@ -41,29 +67,14 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = shutil.which("chromium")
         profile = tempfile.mkdtemp(prefix="cvae-shot-")
-        for flag in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,1000",
-        ):
-            opts.add_argument(flag)
-        driver = webdriver.Chrome(
-            service=Service(shutil.which("chromedriver")), options=opts
-        )
+        driver = headless_chrome(Path(profile), width=1400, height=1000)
         try:
             driver.get(url)
             wait = WebDriverWait(driver, 60)
-            wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#models input")))
+            wait.until(
+                ec.presence_of_element_located((By.CSS_SELECTOR, "#models input"))
+            )
             box = driver.find_element(By.ID, "prompt")
             box.clear()
             box.send_keys(prompt)

@@ -98,6 +98,22 @@ def dump_yaml(data: Any) -> str:
     return buf.getvalue()
 
 
+DROP = object()  # a case value meaning "delete this key"
+
+
+def mutate(params: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """``params`` with the key at ``dotted`` set to ``value`` (or deleted)."""
+    *path, last = dotted.split(".")
+    node = params
+    for key in path:
+        node = node[key]
+    if value is DROP:
+        del node[last]
+    else:
+        node[last] = value
+    return params
+
+
 def write_params(path: Path, updates: dict[str, Any] | None = None) -> Path:
     """A complete params file: the repository's, with ``updates`` merged in."""
     path.write_text(dump_yaml(merge(repo_params(), updates or {})))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +22,7 @@ from conftest import (
     dump_yaml,
     fails,
     last_line,
+    mutate,
     one_line,
     repo_params,
     snapshot,
@@ -45,21 +45,6 @@ from stages import coco_filter as filter_stage
 from stages import (
     coco_shard as shard,
 )
-
-DROP = object()  # a case value meaning "delete this key"
-
-
-def mutate(params: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """``params`` with the key at ``dotted`` set to ``value`` (or deleted)."""
-    *path, last = dotted.split(".")
-    node = params
-    for key in path:
-        node = node[key]
-    if value is DROP:
-        del node[last]
-    else:
-        node[last] = value
-    return params
 
 
 @pytest.fixture()

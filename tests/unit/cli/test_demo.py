@@ -23,6 +23,7 @@ from cvae.data.prompts import CLASS_NAMES
 from cvae.models.checkpoint import save_model
 from cvae_cli.demo import MAX_IMAGES, MAX_PROMPT, Demo, make_app
 from cvae_cli.main import app
+from scripts.demo_screenshot import headless_chrome
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
@@ -185,28 +186,11 @@ def test_the_command_refuses_without_models(tmp_path, monkeypatch) -> None:
     reason="Debian's chromium and chromium-driver are not installed (.ci/run does)",
 )
 def test_in_a_real_browser(url, tmp_path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1200,900",
-    ):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = headless_chrome(tmp_path / "profile", width=1200, height=900)
     try:
         driver.get(url)
         wait = WebDriverWait(driver, 20)

@@ -8,28 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dump_yaml, repo_params
+from conftest import DROP, dump_yaml, mutate, repo_params
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cvae.params.loading import load_params, validate
 from cvae.params.schema import ParamsError
-
-DROP = object()  # a case value meaning "delete this key"
-
-
-def mutate(params: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """``params`` with the key at ``dotted`` set to ``value`` (or deleted)."""
-    *path, last = dotted.split(".")
-    node = params
-    for key in path:
-        node = node[key]
-    if value is DROP:
-        del node[last]
-    else:
-        node[last] = value
-    return params
-
 
 # -- params: (key, value, what the one line says) ------------------------------------
 PARAM_CASES = [
