@@ -156,7 +156,7 @@ fi
 part env 20 "$PY" -m benchmarks.gpu_parts env --json "$OUTDIR/env.json"
 CVAE_TEST_DEVICE=$DEVICE part tests 90 bash -c \
   "set -o pipefail; '$PY' -m pytest -m cuda -q -rA -p no:cacheprovider -s \
-   tests/unit/training/test_cuda.py 2>   tests/test_cuda.py 2>&11 | tee '$OUTDIR/tests.txt'"
+   tests/unit/training/test_cuda.py 2>&1 | tee '$OUTDIR/tests.txt'"
 part fashion 80 "$PY" -m benchmarks.gpu_parts fashion --device "$DEVICE" \
   "${FASHION[@]}" --json "$OUTDIR/fashion.json"
 part bench64 110 "$PY" -m benchmarks --device "$DEVICE" --size 64 "${BENCH[@]}" \

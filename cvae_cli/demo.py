@@ -15,6 +15,7 @@ length and images; a bad request gets a 400 with one line, never a crash.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import tempfile
@@ -110,6 +111,18 @@ class Demo:
         for name, (path, metrics) in models.items():
             model, meta = load_model(path, self.device)
             self.served[name] = Served(name, path, model, meta, read_metrics(metrics))
+            if meta["info"].get("condition") == "clip":  # build CLIP now, not on
+                with contextlib.suppress(CVAEError):  # the first request
+                    self._condition(self.served[name], "A photo.")
+
+    def _condition(self, s: Served, prompt: str):
+        return prompt_condition(
+            s.meta,
+            prompt,
+            device=self.device,
+            clip_checkpoint=self.clip_checkpoint,
+            clip_loader=self.clip,
+        )
 
     def catalogue(self) -> list[dict[str, Any]]:
         return [
@@ -169,13 +182,7 @@ class Demo:
                 s = self.served[name]
                 result: dict[str, Any] = {"model": name, "label": s.label}
                 try:
-                    cond, desc, warnings = prompt_condition(
-                        s.meta,
-                        prompt,
-                        device=self.device,
-                        clip_checkpoint=self.clip_checkpoint,
-                        clip_loader=self.clip,
-                    )
+                    cond, desc, warnings = self._condition(s, prompt)
                     grid = Path(tmp) / f"{len(out)}.png"
                     save_grid(generate(s.model, cond, n, seed=seed), grid, nrow=NROW)
                     png = base64.b64encode(grid.read_bytes()).decode("ascii")

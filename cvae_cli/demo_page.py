@@ -20,7 +20,7 @@ PAGE = """<!doctype html>
   .error { color: #b00020; font-family: ui-monospace, monospace; }
   #results { display: flex; flex-wrap: wrap; gap: 1rem; }
   .card { border: 1px solid #ddd; border-radius: 6px; padding: .6rem;
-    max-width: 420px; }
+    width: 400px; max-width: 92vw; }
   .card h2 { font-size: 1rem; margin: 0 0 .2rem; }
   .card .label { font-size: .85rem; color: #555; margin-bottom: .4rem; }
   .card img { image-rendering: pixelated; width: 100%; border: 1px solid #eee; }

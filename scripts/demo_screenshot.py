@@ -79,8 +79,13 @@ def main() -> None:
             box.clear()
             box.send_keys(prompt)
             driver.find_element(By.ID, "go").click()
-            wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".card")))
-            height = driver.execute_script("return document.body.scrollHeight")
+            boxes = len(driver.find_elements(By.CSS_SELECTOR, "#models input"))
+            wait.until(
+                lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == boxes
+            )
+            height = driver.execute_script(
+                "return document.documentElement.scrollHeight"
+            )
             driver.set_window_size(1400, max(600, height + 40))
             driver.save_screenshot(str(out))
         finally:

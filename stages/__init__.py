@@ -1,10 +1,12 @@
 """DVC pipeline stages: thin glue that reads params and calls the `cvae` library.
 
-CPU numerics are pinned here, before any stage imports torch, so that the same
-inputs and params give the same bytes on any x86-64 machine with AVX2: PyTorch's
-own kernels, oneDNN and MKL otherwise pick AVX-512 or AVX2 code paths by CPU,
-and their float sums come out in a different order. The thread count, which
-splits reductions too, is the `cpu_threads` param (``stages._common.load``).
+CPU numerics are pinned here, before any stage imports torch, so that a re-run
+on the same CPU model gives the same bytes whatever the machine's core count:
+PyTorch's own kernels, oneDNN and MKL otherwise pick AVX-512 or AVX2 code paths
+by CPU, and their float sums come out in a different order. The thread count,
+which splits reductions too, is the `cpu_threads` param (``stages._common.load``).
+Across CPU models (Intel and AMD, say) the pins are not enough: docs/pipeline.md
+says what moves.
 """
 
 import os

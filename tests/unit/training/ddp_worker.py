@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import make_model, train_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: conftest
+from conftest import make_model, train_config  # noqa: E402
 
 from cvae.data import fashion
 from cvae.data.batches import MemoryBatches
