@@ -22,58 +22,7 @@ done
   --implementation cp "${PLATFORMS[@]}" -d .whl "${WANT[@]}" \
   2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-"$PY" - "$LIST" scripts/device-image.txt .whl <<'PY'
-"""One wheel per listed name==version, nothing else in .whl/, every requirement
-of every wheel covered by the list or the image."""
-import re
-import sys
-import zipfile
-from email.parser import Parser
-from pathlib import Path
-
-from packaging.markers import default_environment
-from packaging.requirements import Requirement
-
-
-def norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def names(path: str) -> list[str]:
-    lines = Path(path).read_text().splitlines()
-    return [ln.split("#")[0].strip() for ln in lines if ln.split("#")[0].strip()]
-
-
-want = {norm(r.split("==")[0]): r.split("==")[1] for r in names(sys.argv[1])}
-image = {norm(n) for n in names(sys.argv[2])}
-env = default_environment() | {
-    "python_version": "3.12", "python_full_version": "3.12.3",
-    "implementation_name": "cpython", "sys_platform": "linux",
-    "platform_machine": "x86_64", "platform_system": "Linux", "extra": "",
-}
-have: dict[str, str] = {}
-problems: list[str] = []
-for whl in sorted(Path(sys.argv[3]).glob("*.whl")):
-    name, version = whl.name.split("-")[:2]
-    if want.get(norm(name)) != version:
-        whl.unlink()  # a version no longer listed: one version of each travels
-        continue
-    have[norm(name)] = version
-    with zipfile.ZipFile(whl) as z:
-        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-        msg = Parser().parsestr(z.read(meta).decode())
-    for spec in msg.get_all("Requires-Dist") or []:
-        req = Requirement(spec)
-        if req.marker is not None and not req.marker.evaluate(env):
-            continue  # an extra, or another platform's
-        if norm(req.name) not in want and norm(req.name) not in image:
-            problems.append(f"{whl.name} needs {req}: add it to {sys.argv[1]}")
-missing = sorted(set(want) - set(have))
-problems += [f"no wheel for {n}=={want[n]} in .whl/" for n in missing]
-if problems:
-    sys.exit("device_wheels: " + "; ".join(problems))
-print(f"device_wheels: {len(have)} wheels in .whl/, every requirement covered")
-PY
+"$PY" scripts/device_lists.py .whl
 
 # What a `run` sends: tracked and untracked-not-ignored files, plus the carried
 # .whl/ and .gpu-check/.

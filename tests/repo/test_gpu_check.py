@@ -12,8 +12,8 @@ from pathlib import Path
 
 from conftest import ROOT
 
-WHEELS = ROOT / "scripts" / "device-wheels.txt"
-IMAGE = ROOT / "scripts" / "device-image.txt"
+from scripts.device_lists import IMAGE, WHEELS, listed, norm
+
 LOCAL = {"cvae", "cvae_cli", "stages", "benchmarks", "conftest", "tests"}
 # Imported by modules the check loads, in code the check does not run.
 NOT_RUN = {
@@ -31,21 +31,6 @@ REACHED = [
     ROOT / "tests" / "conftest.py",
     ROOT / "tests" / "unit" / "training" / "test_cuda.py",
 ]
-
-
-def norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def listed(path: Path) -> dict[str, str]:
-    """name -> version ('' when the file gives none), comments dropped."""
-    out = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            out[norm(name)] = version
-    return out
 
 
 def top_level_imports(path: Path) -> set[str]:
