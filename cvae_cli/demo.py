@@ -101,9 +101,9 @@ class Demo:
         """``models``: name -> (model file, its metrics file or None)."""
         if not models:
             raise CVAEError("no model to serve: train one (dvc repro) or pass --model")
+        self.device = resolve_device(device)  # a bad device: one line, no work
         from cvae.clip.weights import load_clip
 
-        self.device = resolve_device(device)
         self.clip_checkpoint = clip_checkpoint
         self.clip = functools.lru_cache(maxsize=4)(load_clip)
         self.lock = threading.Lock()  # one generation at a time: torch uses all cores

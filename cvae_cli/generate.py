@@ -6,8 +6,10 @@ Used by the ``cvae`` command: its messages name the command's options
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,11 +17,28 @@ import torch
 from cvae.core.device import resolve_device
 from cvae.core.errors import CVAEError, UsageError
 from cvae.core.files import check_writable
-from cvae.data.prompts import CLASS_NAMES, prompt_to_label
+from cvae.data.prompts import CLASS_NAMES, find_classes, known_words, prompt_to_label
 from cvae.evaluation.sampling import generate, image_format, save_grid
 from cvae.models.checkpoint import load_model
 
 CLIP_OPTION = "--clip-checkpoint"  # the CLI's name for embed.pretrained
+MAX_PROMPT = 1_000  # characters; a longer prompt is refused (every model kind)
+SHOWN_PROMPT = 60  # characters of a prompt quoted in a message or a grid's title
+
+
+def shown(prompt: str) -> str:
+    """``prompt`` quoted, cut to SHOWN_PROMPT characters with an ellipsis."""
+    cut = prompt if len(prompt) <= SHOWN_PROMPT else prompt[: SHOWN_PROMPT - 1] + "…"
+    return repr(cut)
+
+
+def check_prompt(prompt: str) -> None:
+    """A prompt of at most MAX_PROMPT characters, or a one-line usage error."""
+    if len(prompt) > MAX_PROMPT:
+        raise UsageError(
+            f"the prompt is {len(prompt):,} characters long: shorten it to at "
+            f"most {MAX_PROMPT:,}"
+        )
 
 
 def conditioned_on(meta: dict[str, Any]) -> str:
@@ -62,15 +81,25 @@ def prompt_condition(
 
     ``clip_loader``: what builds the CLIP encoder (``load_clip``'s signature;
     the demo passes a cached one so that CLIP is loaded once per server)."""
+    check_prompt(prompt)
     info = meta["info"]
     kind = info.get("condition")
     if kind == "label":
+        if prompt.strip() and not find_classes(prompt):
+            raise UsageError(
+                f"no Fashion-MNIST class in {shown(prompt)} (prompts are matched "
+                f"in English): use one of {', '.join(known_words())}"
+            )
         label = prompt_to_label(prompt)
         classes = info.get("classes", CLASS_NAMES)
         return torch.tensor(label), f"class {label} ({classes[label]})", []
     if kind == "clip":
         from cvae.clip.weights import load_clip
 
+        if not prompt.strip():  # before CLIP is built: no warning, one line
+            raise UsageError(
+                'the prompt is empty: give a caption, e.g. "a cow in a field"'
+            )
         clip = info["clip"]
         pretrained = clip_checkpoint or clip["pretrained"]
         enc = (clip_loader or load_clip)(
@@ -142,6 +171,11 @@ def generate_from_prompt(
         raise UsageError(f"n must be >= 1, got {n}")
     if scale < 1:
         raise UsageError(f"scale must be >= 1, got {scale}")
+    check_prompt(prompt)
+    if Path(out).is_dir():
+        raise UsageError(
+            f"{out} is a folder: name a file in it, e.g. -o {Path(out, 'grid.png')}"
+        )
     image_format(out)  # an unknown extension fails before any work
     check_writable(out)
     dev = resolve_device(device)
@@ -150,6 +184,20 @@ def generate_from_prompt(
         meta, prompt, device=dev, clip_checkpoint=clip_checkpoint
     )
     images = generate(model, cond, n, seed=seed)
-    title = f"{prompt!r} -> {desc}, seed {seed}" if labels else None
-    save_grid(images, out, nrow=nrow, scale=scale, title=title)
+    title = f"{shown(prompt)} -> {desc}, seed {seed}" if labels else None
+    try:
+        save_grid(images, out, nrow=nrow, scale=scale, title=title)
+    except OSError as e:  # the temporary file is gone: nothing half-written
+        raise cannot_write(out, e) from None
     return {"condition": desc, "warnings": warnings}
+
+
+def cannot_write(out: str | os.PathLike, e: OSError) -> CVAEError:
+    """The one line for an output that could not be written, with its fix."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some space, or pick another path with -o"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "pick another path with -o, or fix the folder's permissions"
+    else:
+        fix = "pick another path with -o"
+    return CVAEError(f"cannot write {out} ({e.strerror or type(e).__name__}): {fix}")

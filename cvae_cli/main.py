@@ -214,6 +214,22 @@ def info(model: str = typer.Argument("fashion", help="model name or path")) -> N
     sys.stdout.write("\n")
 
 
+@app.command()
+def check(
+    params: Path = typer.Option(Path("params.yaml"), help="params file to check"),
+) -> None:
+    """Check a params file against the schema: one line naming the key, the line
+    or the value, and the fix (DVC's own messages for a broken params.yaml span
+    several lines and name no fix)."""
+    from cvae.params.loading import load_params
+
+    try:
+        load_params(params)
+    except CVAEError as e:
+        _fail(e)
+    typer.echo(f"{params}: valid")
+
+
 def served_models(extra: list[Path]) -> dict[str, tuple[Path, Path | None]]:
     """The trained models of the project (by name, with their metrics files) and
     the ``extra`` model files (by file name), for the demo."""
@@ -297,6 +313,29 @@ def _exp_show(all_commits: bool) -> str:
     return r.stdout
 
 
+def _load_exp_show(exp_json: Path | None, all_commits: bool) -> list[dict]:
+    """The parsed `dvc exp show --json`: from ``exp_json``, else run here."""
+    if exp_json is not None:
+        if not exp_json.is_file():
+            raise UsageError(f"{exp_json} not found: save `dvc exp show --json` first")
+        try:
+            raw = exp_json.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CVAEError(f"cannot read {exp_json} ({e}): re-create it") from e
+    else:
+        raw = _exp_show(all_commits)
+    try:
+        exp_show = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CVAEError(f"experiment JSON is not valid ({e}): re-create it") from e
+    if not isinstance(exp_show, list) or not all(isinstance(x, dict) for x in exp_show):
+        raise CVAEError(
+            "experiment JSON is not a list of revisions (DVC 3's "
+            "`dvc exp show --json`): re-create it with DVC 3"
+        )
+    return exp_show
+
+
 def _write(path: Path, text: str) -> None:
     from cvae.core.files import atomic_open
 
@@ -332,28 +371,7 @@ def report(
     from cvae_cli.revisions import info_files
 
     try:
-        if exp_json is not None:
-            if not exp_json.is_file():
-                raise UsageError(
-                    f"{exp_json} not found: save `dvc exp show --json` first"
-                )
-            try:
-                raw = exp_json.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise CVAEError(f"cannot read {exp_json} ({e}): re-create it") from e
-        else:
-            raw = _exp_show(all_commits)
-        try:
-            exp_show = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise CVAEError(f"experiment JSON is not valid ({e}): re-create it") from e
-        if not isinstance(exp_show, list) or not all(
-            isinstance(x, dict) for x in exp_show
-        ):
-            raise CVAEError(
-                "experiment JSON is not a list of revisions (DVC 3's "
-                "`dvc exp show --json`): re-create it with DVC 3"
-            )
+        exp_show = _load_exp_show(exp_json, all_commits)
         md = make_report(exp_show, info_files(exp_show, project_root()))
         if readme is not None:
             try:
@@ -367,6 +385,61 @@ def report(
         _fail(e)
     if out is None and readme is None:
         typer.echo(md)
+
+
+@app.command()
+def compare(
+    runs: list[str] = typer.Argument(
+        ...,
+        help="two or more runs: experiment names, workspace, a branch or a sha",
+    ),
+    exp_json: Path = typer.Option(
+        None, help="saved `dvc exp show --json --all-commits` output"
+    ),
+) -> None:
+    """The params that differ between runs and each model's headline metrics,
+    one row per run, the paper beside them (fits 120 columns)."""
+    from cvae.experiments.compare import compare as make_compare
+    from cvae.experiments.compare import select
+    from cvae.experiments.report import records
+    from cvae_cli.revisions import info_files
+
+    try:
+        if len(runs) < 2:
+            raise UsageError("name two or more runs to compare, e.g. quick HEAD")
+        exp_show = _load_exp_show(exp_json, all_commits=True)
+        recs = records(exp_show, info_files(exp_show, project_root()))
+        typer.echo(make_compare(select(recs, runs)), nl=False)
+    except CVAEError as e:
+        _fail(e)
+
+
+@app.command("plots-template")
+def plots_template(
+    out: Path = typer.Argument(
+        None,
+        help="file to write (default: the project's .dvc/plots-page.html, "
+        "which .dvc/config names)",
+    ),
+) -> None:
+    """Write the page template that lets `dvc plots show` and `dvc plots diff`
+    draw offline: vega, vega-lite and vega-embed inline instead of from a CDN
+    (scripts/setup.sh runs this)."""
+    from cvae_cli.plots_page import TEMPLATE, write_plots_template
+
+    try:
+        if out is None:
+            root = project_root()
+            if root is None:
+                raise UsageError(
+                    "no cvae project holds this folder: run it in the project "
+                    "or name the file"
+                )
+            out = root / TEMPLATE
+        size, names = write_plots_template(out)
+    except CVAEError as e:
+        _fail(e)
+    typer.echo(f"{out}: dvc plots page template, {names} inline ({size:,} bytes)")
 
 
 if __name__ == "__main__":

@@ -31,15 +31,17 @@ CHROMIUM_FLAGS = (  # headless, and no connection of Chromium's own (no network)
 )
 
 
-def headless_chrome(profile: Path, *, width: int, height: int):
+def headless_chrome(
+    profile: Path, *, width: int, height: int, flags: tuple[str, ...] = ()
+):
     """Debian's chromium driven by its chromedriver (Selenium, nothing
-    downloaded), with a fresh profile folder."""
+    downloaded), with a fresh profile folder and ``flags`` added."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+    for flag in (*CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile}"):
         opts.add_argument(flag)
     opts.add_argument(f"--window-size={width},{height}")
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)

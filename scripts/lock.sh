@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate requirements.lock: exact versions, with hashes, of the runtime
-# dependencies and the test, fid and demo extras, for CPython 3.11 on Linux
+# dependencies and the test, fid, demo and plots extras, for CPython 3.11 on Linux
 # x86_64 (what setup.sh and CI install). Pins already in the lock are kept; to move them:
 #   bash scripts/lock.sh --upgrade                   # everything
 #   bash scripts/lock.sh --upgrade-package NAME      # one package
@@ -18,7 +18,7 @@ fi
 
 # uv resolves against PyPI only (it ignores pip.conf); the local indexes pip
 # also reads hold byte-identical wheels, so the hashes hold for either source.
-"$UV" pip compile pyproject.toml --extra test --extra fid --extra demo \
+"$UV" pip compile pyproject.toml --extra test --extra fid --extra demo --extra plots \
   --constraint scripts/lock-constraints.txt \
   --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   --generate-hashes --custom-compile-command "bash scripts/lock.sh" \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for cvae: the Fashion-MNIST Debian package, a virtual
 # environment in .venv with the exact versions of requirements.lock (runtime,
-# test and fid extras), then the project itself (distribution cvae-t2i).
+# test, fid, demo and plots extras), then the project itself (distribution
+# cvae-t2i), then the page template that lets `dvc plots` draw offline.
 # Idempotent: a second run only checks. Usage: bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,4 +31,7 @@ python -m pip install -q -r requirements.lock
 # The project only (its dependencies are all in the lock), built by the locked
 # setuptools so nothing unpinned is fetched.
 python -m pip install -q --no-deps --no-build-isolation -e .
+# `dvc plots show` / `dvc plots diff` pages with vega, vega-lite and vega-embed
+# inline instead of from a CDN (.dvc/config names .dvc/plots-page.html).
+cvae plots-template
 python -c "import torch, open_clip, dvc, webdataset, torchmetrics; print('setup ok: torch', torch.__version__)"

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from cvae.core.errors import RUNTIME_EXIT, CVAEError, exit_code
-from cvae.core.files import atomic_dir
+from cvae.core.files import atomic_dir, is_disk_full, output_set
 from cvae.params.loading import load_params
 from cvae.params.schema import Params
 
@@ -61,15 +61,18 @@ def _collective_failed(e: BaseException) -> bool:
 
 
 def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a stage ``main``: a CVAEError or an OSError (disk full, read-only
-    folder) becomes one line on stderr and exit 2 (bad params) or 1 (anything
-    else, :func:`cvae.core.errors.exit_code`);
-    a torchrun process group the stage joined (``cvae.core.distributed``) is left."""
+    """Wrap a stage ``main``: its outputs are one :func:`cvae.core.files.output_set`
+    (all replaced when it succeeds, none touched when it fails: DVC keeps them,
+    as dvc.yaml declares them ``persist``); a CVAEError or an OSError (disk full,
+    read-only folder) becomes one line on stderr and exit 2 (bad params) or 1
+    (anything else, :func:`cvae.core.errors.exit_code`); a torchrun process group
+    the stage joined (``cvae.core.distributed``) is left."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with output_set():
+                return fn(*args, **kwargs)
         except CVAEError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(exit_code(e)) from None
@@ -80,9 +83,20 @@ def stage_main(fn: Callable[..., Any]) -> Callable[..., Any]:
                 if e.errno in STORAGE_ERRNOS
                 else ""
             )
-            print(f"error: I/O failed{where}: {e.strerror or e}{fix}", file=sys.stderr)
+            print(
+                f"error: I/O failed{where}: {e.strerror or e}{fix}; "
+                "the previous outputs are kept",
+                file=sys.stderr,
+            )
             raise SystemExit(RUNTIME_EXIT) from None
         except Exception as e:
+            if is_disk_full(e):  # torch's writers report ENOSPC as RuntimeError
+                print(
+                    "error: the disk filled up while writing outputs: free space, "
+                    "then re-run; the previous outputs are kept",
+                    file=sys.stderr,
+                )
+                raise SystemExit(RUNTIME_EXIT) from None
             if not _collective_failed(e):
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""

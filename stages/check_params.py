@@ -1,9 +1,10 @@
 """Stage check_params: the whole params.yaml against the schema, before any work.
 
-DVC deletes a stage's outputs just before running its command, so a wrong value
-found inside a stage would already have cost the previous outputs. This stage
-runs first (every other stage depends on its output) and fails within seconds
-on a wrong value: one line naming the key, the value and what is allowed.
+This stage runs first (every other stage depends on its output) and fails within
+seconds on a wrong value: one line naming the key, the value and what is allowed,
+before any long stage starts. Every stage checks the whole file again before its
+own work (``stages._common.load``), for ``dvc repro -s``; its outputs are
+``persist``ed and replaced only on success, so a refusal there keeps them too.
 
 Its output is a fixed text, the same bytes for every valid params file, so it
 never invalidates a stage whose own params did not change; it is `persist`ed,

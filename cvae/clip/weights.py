@@ -112,6 +112,69 @@ def missing_checkpoint(tag: str, setting: str = "embed.pretrained") -> CVAEError
     )
 
 
+def resolve_weights(
+    model_name: str, pretrained: str | None, *, setting: str = "embed.pretrained"
+) -> tuple[str | None, dict[str, Any]]:
+    """Where the CLIP weights ``pretrained`` names come from, checked without
+    loading them: (None for random init | a local file | a hub tag to download,
+    the keyword arguments open_clip needs for it).
+
+    Refuses, with the fix, an unknown model name, a missing file, a TorchScript
+    file for a non-QuickGELU model, a tag the model does not have, and a hub tag
+    that is neither cached nor reachable (the network is probed for 3 s).
+    """
+    import open_clip  # heavy import, only when a model is named
+
+    if model_name not in open_clip.list_models():
+        raise CVAEError(
+            f"unknown CLIP model {model_name!r}: set embed.model to one of "
+            "open_clip.list_models() (e.g. ViT-B-32)"
+        )
+    tag = "none" if pretrained is None else str(pretrained).strip()
+    kwargs: dict[str, Any] = {}
+    if tag.lower() in RANDOM_INIT:
+        return None, kwargs
+    if os.path.isfile(os.path.expanduser(tag)):
+        weights = os.path.expanduser(tag)
+        if _is_torchscript(weights):
+            if "quickgelu" not in model_name.lower():
+                raise CVAEError(
+                    f"{weights} is a TorchScript (OpenAI) checkpoint trained with "
+                    f"QuickGELU: set embed.model to {model_name}-quickgelu"
+                )
+            kwargs["weights_only"] = False
+        return weights, kwargs
+    if _looks_like_path(tag):
+        raise missing_checkpoint(tag, setting)
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        raise CVAEError(
+            f"{tag!r} is neither a file nor a pretrained tag of {model_name}: "
+            f"set {setting} to a local file, none, or one of {tags}"
+        )
+    cached = cached_checkpoint(cfg)
+    if cached is not None:
+        # Load the cached file directly: no hub round-trip, works offline.
+        kwargs.update(
+            force_quick_gelu=bool(cfg.get("quick_gelu", False)),
+            image_mean=cfg.get("mean"),
+            image_std=cfg.get("std"),
+            image_interpolation=cfg.get("interpolation"),
+            image_resize_mode=cfg.get("resize_mode"),
+        )
+        if _is_torchscript(cached):  # OpenAI's own .pt from ~/.cache/clip
+            kwargs["weights_only"] = False
+        return cached, kwargs
+    if network_available():
+        return tag, kwargs
+    raise CVAEError(
+        f"CLIP weights {model_name}/{tag} are not cached and "
+        f"{HUB_HOST[0]} is unreachable: download the checkpoint on a "
+        f"machine with network and set {setting} to /path/to/file"
+    )
+
+
 def load_clip(
     model_name: str = "ViT-B-32",
     pretrained: str | None = "none",
@@ -125,7 +188,7 @@ def load_clip(
     Args:
         model_name: an open_clip built-in config (``open_clip.list_models()``).
         pretrained: "none" (random init), a local checkpoint path, or a hub tag
-            (see the module docstring).
+            (see the module docstring and :func:`resolve_weights`).
         device: "cpu", "cuda", "cuda:1" or "auto".
         seed: torch seed for random initialisation (the caller's RNG state is
             left untouched). Weights are built on the CPU, then moved, so a seed
@@ -137,57 +200,11 @@ def load_clip(
     import open_clip  # heavy import, only when a model is wanted
 
     dev = resolve_device(device)
-    if model_name not in open_clip.list_models():
-        raise CVAEError(
-            f"unknown CLIP model {model_name!r}: set embed.model to one of "
-            "open_clip.list_models() (e.g. ViT-B-32)"
-        )
     tag = "none" if pretrained is None else str(pretrained).strip()
-    kwargs: dict[str, Any] = {}
-    random_init = tag.lower() in RANDOM_INIT
+    weights, kwargs = resolve_weights(model_name, tag, setting=setting)
+    random_init = weights is None
     if random_init:
-        weights = None
         print(f"WARNING: {random_init_warning(setting)}", file=sys.stderr)
-    elif os.path.isfile(os.path.expanduser(tag)):
-        weights = os.path.expanduser(tag)
-        if _is_torchscript(weights):
-            if "quickgelu" not in model_name.lower():
-                raise CVAEError(
-                    f"{weights} is a TorchScript (OpenAI) checkpoint trained with "
-                    f"QuickGELU: set embed.model to {model_name}-quickgelu"
-                )
-            kwargs["weights_only"] = False
-    elif _looks_like_path(tag):
-        raise missing_checkpoint(tag, setting)
-    else:
-        cfg = open_clip.get_pretrained_cfg(model_name, tag)
-        if not cfg:
-            tags = open_clip.list_pretrained_tags_by_model(model_name)
-            raise CVAEError(
-                f"{tag!r} is neither a file nor a pretrained tag of {model_name}: "
-                f"set {setting} to a local file, none, or one of {tags}"
-            )
-        cached = cached_checkpoint(cfg)
-        if cached is not None:
-            # Load the cached file directly: no hub round-trip, works offline.
-            weights = cached
-            kwargs.update(
-                force_quick_gelu=bool(cfg.get("quick_gelu", False)),
-                image_mean=cfg.get("mean"),
-                image_std=cfg.get("std"),
-                image_interpolation=cfg.get("interpolation"),
-                image_resize_mode=cfg.get("resize_mode"),
-            )
-            if _is_torchscript(cached):  # OpenAI's own .pt from ~/.cache/clip
-                kwargs["weights_only"] = False
-        elif network_available():
-            weights = tag
-        else:
-            raise CVAEError(
-                f"CLIP weights {model_name}/{tag} are not cached and "
-                f"{HUB_HOST[0]} is unreachable: download the checkpoint on a "
-                f"machine with network and set {setting} to /path/to/file"
-            )
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -224,21 +241,11 @@ def load_clip(
 
 
 def checkpoint_identity(model_name: str, pretrained: str) -> dict[str, Any]:
-    """What names the CLIP weights, without loading them: the setting and the
-    sha256 of the file it resolves to (a local file, or a hub tag's cached
-    file); None for random init or a hub tag not cached here."""
+    """What names the CLIP weights, checked as :func:`load_clip` checks them but
+    without loading: the setting and the sha256 of the file it resolves to (a
+    local file, or a hub tag's cached file); None for random init or a hub tag
+    that will be downloaded (the hub is reachable)."""
     tag = pretrained.strip()
-    digest = None
-    if tag.lower() not in RANDOM_INIT:
-        path = os.path.expanduser(tag)
-        if os.path.isfile(path):
-            digest = file_digest(path)
-        elif _looks_like_path(tag):
-            raise missing_checkpoint(tag)
-        else:
-            import open_clip
-
-            cfg = open_clip.get_pretrained_cfg(model_name, tag)
-            cached = cached_checkpoint(cfg) if cfg else None
-            digest = file_digest(cached) if cached else None
+    weights, _ = resolve_weights(model_name, tag)
+    digest = file_digest(weights) if weights and os.path.isfile(weights) else None
     return {"model": model_name, "pretrained": tag, "sha256": digest}

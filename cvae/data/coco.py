@@ -182,6 +182,7 @@ def _check_captions_format(data: Any, path: Path) -> None:
                 f"and {img['file_name']!r}): give each image its own id"
             )
         seen[img["id"]] = img["file_name"]
+    of_image: dict[Any, Any] = {}  # annotation id -> its image id
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or not isinstance(ann.get("caption"), str):
             kind = "instances/keypoints" if "segmentation" in ann else "unknown"
@@ -191,6 +192,13 @@ def _check_captions_format(data: Any, path: Path) -> None:
             )
         if "image_id" not in ann or "id" not in ann:
             raise CVAEError(f"{path}: an annotation lacks 'image_id' or 'id': {fix}")
+        if ann["id"] in of_image:  # pycocotools would count it once, use it twice
+            raise CVAEError(
+                f"{path}: annotation id {ann['id']} is listed twice (captions of "
+                f"image {of_image[ann['id']]} and {ann['image_id']}): give each "
+                "annotation its own id"
+            )
+        of_image[ann["id"]] = ann["image_id"]
 
 
 MANIFEST_SCHEMA = pa.schema(
@@ -243,8 +251,9 @@ def filter_coco(
         images_dir = Path(images_dir)
         if not images_dir.is_dir():
             raise CVAEError(
-                f"images folder {images_dir} not found: pass the folder holding "
-                "the COCO images (e.g. train2017/) or leave --images out to count"
+                f"images folder {images_dir} not found: set coco_data.images "
+                "(--images) to the folder holding the COCO images (e.g. "
+                "train2017/), or leave --images out to count"
             )
         present = set(os.listdir(images_dir))
 

@@ -19,6 +19,8 @@ from cvae.core.errors import CVAEError
 from cvae.core.files import atomic_path, read_parquet
 
 METADATA_KEY = b"cvae.embeddings"
+CLIP_KEYS = ("model", "pretrained", "random_init")  # what made the vectors
+REBUILD = "re-run coco_embed (dvc repro coco_embed)"
 
 
 def write_embeddings(
@@ -79,15 +81,31 @@ def read_embeddings(
 
 def embeddings_table(path: str | os.PathLike) -> pa.Table:
     """A parquet from ``write_embeddings`` as a pyarrow Table, every column."""
-    table = read_parquet(path, what="embeddings", stage="embed")
+    table = read_parquet(path, what="embeddings", stage="coco_embed")
     if "embedding" not in table.column_names or "image_id" not in table.column_names:
-        raise CVAEError(f"{path} is not an embeddings file: re-run the embed stage")
+        raise CVAEError(f"{path} is not an embeddings file: {REBUILD}")
     return table
 
 
 def table_metadata(table: pa.Table) -> dict[str, Any]:
     """What produced an embeddings table (model, pretrained, random_init, dim, ...)."""
     return json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
+
+
+def clip_metadata(table: pa.Table, path: str | os.PathLike) -> dict[str, Any]:
+    """``table_metadata`` of CLIP vectors, refused without ``CLIP_KEYS``: a
+    condition whose model is unknown cannot be matched by the prompts' CLIP."""
+    try:
+        meta = table_metadata(table)
+    except ValueError:  # not JSON
+        meta = None
+    meta = meta if isinstance(meta, dict) else {}
+    missing = [k for k in CLIP_KEYS if k not in meta]
+    if missing:
+        raise CVAEError(
+            f"{path} has no CLIP metadata ({', '.join(missing)}): {REBUILD}"
+        )
+    return meta
 
 
 def table_vectors(table: pa.Table) -> np.ndarray:

@@ -16,13 +16,16 @@ import numpy as np
 
 from cvae.core.errors import CVAEError
 from cvae.core.files import atomic_path
-from cvae.data.prompts import by_class
+from cvae.data.prompts import CLASS_NAMES, by_class
 
 APT_HINT = "install it with `sudo apt-get install -y dataset-fashion-mnist`"
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+DATASET_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
+SIDE = 28  # image side in pixels
+REBUILD = "dvc repro fashion_data"
 
 
 def _find(root: Path, stem: str) -> Path:
@@ -83,18 +86,52 @@ def save_dataset(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
 
 def load_dataset(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Load the .npz written by :func:`save_dataset` (no pickles)."""
+    """Load the .npz written by :func:`save_dataset` (no pickles), checked by
+    :func:`check_dataset`: every reader may index its four arrays as they are."""
     path = Path(path)
     if not path.is_file():
-        raise CVAEError(f"{path} not found: run `dvc repro` to build it")
+        raise CVAEError(f"{path} not found: run fashion_data first ({REBUILD})")
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CVAEError(
-            f"{path} is not a readable .npz ({type(e).__name__}: {e}): delete it "
-            "and re-run `dvc repro`"
+            f"{path} is not a readable .npz ({type(e).__name__}: {e}): "
+            f"re-run fashion_data ({REBUILD})"
         ) from None
+    return check_dataset(path, arrays)
+
+
+def check_dataset(
+    path: str | os.PathLike, arrays: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``arrays`` if they are a Fashion-MNIST dataset as ``build_dataset`` writes
+    it: for each split, images uint8 (N, 28, 28) with N >= 1 and N integer labels
+    in 0..9 (returned as int64); else one line naming the fix."""
+    fix = f"re-run fashion_data ({REBUILD})"
+    missing = [k for k in DATASET_KEYS if k not in arrays]
+    if missing:
+        raise CVAEError(f"{path} lacks {', '.join(missing)}: {fix}")
+    for split in FILES:
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if x.dtype != np.uint8 or x.shape[1:] != (SIDE, SIDE) or not len(x):
+            raise CVAEError(
+                f"{path}: {split}_images is {x.dtype} {x.shape}, not uint8 "
+                f"(N, {SIDE}, {SIDE}) with N >= 1: {fix}"
+            )
+        if not np.issubdtype(y.dtype, np.integer) or y.shape != (len(x),):
+            raise CVAEError(
+                f"{path}: {split}_labels is {y.dtype} {y.shape}, not {len(x)} "
+                f"integer labels (one per image): {fix}"
+            )
+        bad = (y < 0) | (y >= len(CLASS_NAMES))
+        if bad.any():
+            raise CVAEError(
+                f"{path}: {int(bad.sum())} {split}_labels outside 0.."
+                f"{len(CLASS_NAMES) - 1} (e.g. {int(y[bad][0])}): {fix}"
+            )
+        arrays[f"{split}_labels"] = y.astype(np.int64, copy=False)
+    return arrays
 
 
 def build_dataset(

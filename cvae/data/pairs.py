@@ -21,9 +21,9 @@ import torch
 
 from cvae.core.errors import CVAEError
 from cvae.data.embeddings import (
+    REBUILD,
+    clip_metadata,
     embeddings_table,
-    read_embeddings,
-    table_metadata,
     table_vectors,
 )
 from cvae.data.shards import load_shards, shard_index
@@ -72,7 +72,7 @@ def _caption_rows(table: pa.Table, ids: np.ndarray) -> tuple[np.ndarray, np.ndar
     if not {"caption_index", "caption"} <= set(table.column_names):
         raise CVAEError(
             "the caption embeddings file has no caption_index/caption columns: "
-            "re-run the embed stage (dvc repro coco_embed)"
+            f"{REBUILD}"
         )
     img = table.column("image_id").to_numpy()
     mine = np.flatnonzero(np.isin(img, ids))
@@ -90,13 +90,26 @@ def check_condition_on(condition_on: str) -> None:
 
 @dataclass
 class Conditions:
-    """The conditions of the images that have them (see ``image_conditions``)."""
+    """The conditions of some images, row k for image k (see ``image_conditions``)."""
 
-    keep: np.ndarray  # (K,) positions, in the given ids, of the images kept
-    train_conds: CaptionChoice | torch.Tensor  # rows follow ``keep``
-    eval_conds: torch.Tensor  # (K, D)
-    captions: list[str]  # (K,) caption 0 of each kept image
-    clip: dict[str, Any]
+    train_conds: CaptionChoice | torch.Tensor  # what a training step draws from
+    eval_conds: torch.Tensor  # (N, D)
+    captions: list[str]  # (N,) caption 0 of each image
+    clip: dict[str, Any]  # what made the vectors (``CLIP_KEYS`` at least)
+
+
+def _check_covered(
+    ids: np.ndarray, have: np.ndarray, path: str | os.PathLike, split: str | None
+) -> None:
+    """Every image of ``ids`` has a row among ``have`` (ids of an embeddings file):
+    embeddings of another manifest, or cut short, are refused."""
+    lacking = int(np.count_nonzero(~np.isin(ids, have)))
+    if lacking:
+        which = f"{split} images" if split else "images"
+        raise CVAEError(
+            f"{lacking} of the {len(ids)} {which} in the shards have no embedding "
+            f"in {path}: {REBUILD}"
+        )
 
 
 def image_conditions(
@@ -105,31 +118,38 @@ def image_conditions(
     image_embeddings: str | os.PathLike,
     *,
     condition_on: str,
+    split: str | None = None,
 ) -> Conditions:
-    """Conditions of the images ``ids`` (N,); images without an embedding are
-    left out (``keep`` says which were kept)."""
+    """Conditions of the images ``ids`` (N,), in their order.
+
+    Every image must have its embeddings (the embed stage embeds all the
+    manifest's images the shard stage could read) and the files must say which
+    CLIP made them; else one line naming the fix. ``split`` names the images in
+    that line.
+    """
     check_condition_on(condition_on)
     table = embeddings_table(text_embeddings)  # every image's captions
-    clip_meta = table_metadata(table)
+    clip_meta = clip_metadata(table, text_embeddings)
     order, cap_ids = _caption_rows(table, ids)  # (M,) only the given images' rows
     uniq, first, count = np.unique(cap_ids, return_index=True, return_counts=True)
-    pos = {int(u): k for k, u in enumerate(uniq)}
+    _check_covered(ids, uniq, text_embeddings, split)
     if condition_on == "image":
-        img_ids, img_vecs, clip_meta = read_embeddings(image_embeddings)
+        image_table = embeddings_table(image_embeddings)
+        image_meta = clip_metadata(image_table, image_embeddings)
+        if image_meta["model"] != clip_meta["model"]:
+            raise CVAEError(
+                f"{image_embeddings} was made with CLIP {image_meta['model']} but "
+                f"{text_embeddings} with {clip_meta['model']}: {REBUILD}"
+            )
+        img_ids = image_table.column("image_id").to_numpy()
+        _check_covered(ids, img_ids, image_embeddings, split)
         img_pos = {int(i): k for k, i in enumerate(img_ids)}
-    else:
-        img_pos = pos
+        img_vecs = table_vectors(image_table)
+        clip_meta = image_meta
 
-    keep = np.array(
-        [k for k, i in enumerate(ids) if int(i) in pos and int(i) in img_pos],
-        dtype=np.int64,
-    )
-    if not len(keep):
-        raise CVAEError("no image has an embedding: re-run the embed stage")
-    kept = ids[keep]
-    rows = np.array([pos[int(i)] for i in kept])
-    # Only the kept images' caption vectors, image by image (a split holds its
-    # own captions, not the whole table's): one copy out of the table's buffer.
+    rows = np.searchsorted(uniq, ids)  # (N,) every id is in uniq (sorted)
+    # Only these images' caption vectors, image by image (a split holds its own
+    # captions, not the whole table's): one copy out of the table's buffer.
     sel_first, sel_count = first[rows], count[rows]
     new_first = np.cumsum(sel_count) - sel_count
     take = np.arange(sel_count.sum()) + np.repeat(sel_first - new_first, sel_count)
@@ -145,9 +165,9 @@ def image_conditions(
         train_conds: CaptionChoice | torch.Tensor = choice
         eval_conds = choice.fixed()
     else:
-        vecs = torch.from_numpy(img_vecs[[img_pos[int(i)] for i in kept]])
+        vecs = torch.from_numpy(img_vecs[[img_pos[int(i)] for i in ids]])
         train_conds = eval_conds = vecs
-    return Conditions(keep, train_conds, eval_conds, captions, dict(clip_meta))
+    return Conditions(train_conds, eval_conds, captions, dict(clip_meta))
 
 
 def _empty_split(split: str | None, shard_dir: str | os.PathLike) -> CVAEError:
@@ -166,19 +186,18 @@ def load_longtext(
 ) -> LongTextData:
     """Images of ``split`` ('train', 'val' or None for all) with their conditions.
 
-    Images lacking an embedding (e.g. unreadable originals) are dropped.
+    Every image must have its embeddings (``image_conditions``).
     """
     check_condition_on(condition_on)  # before the shards are read
     ids, images, _ = load_shards(shard_dir, split, channels_first=True)
     if not len(ids):
         raise _empty_split(split, shard_dir)
     c = image_conditions(
-        ids, text_embeddings, image_embeddings, condition_on=condition_on
+        ids, text_embeddings, image_embeddings, condition_on=condition_on, split=split
     )
-    pixels = torch.from_numpy(images)  # (N, 3, S, S) uint8, no copy
     return LongTextData(
-        ids=ids[c.keep],
-        images=pixels[torch.from_numpy(c.keep)] if len(c.keep) < len(ids) else pixels,
+        ids=ids,
+        images=torch.from_numpy(images),  # (N, 3, S, S) uint8, no copy
         train_conds=c.train_conds,
         eval_conds=c.eval_conds,
         captions=c.captions,
@@ -198,8 +217,8 @@ def shard_split(
     """A split that stays in the shards (read batch by batch, in written order,
     with its fixed evaluation conditions) and the conditions of its images.
 
-    index: ``shard_index(shard_dir)`` when already read. Images lacking an
-    embedding are left out, as ``load_longtext`` leaves them out.
+    index: ``shard_index(shard_dir)`` when already read. Every image must have
+    its embeddings (``image_conditions``).
     """
     check_condition_on(condition_on)
     ids, splits = index if index is not None else shard_index(shard_dir)
@@ -207,14 +226,13 @@ def shard_split(
     if not len(ids):
         raise _empty_split(split, shard_dir)
     c = image_conditions(
-        ids, text_embeddings, image_embeddings, condition_on=condition_on
+        ids, text_embeddings, image_embeddings, condition_on=condition_on, split=split
     )
-    return ShardSplit(shard_dir, split, ids[c.keep], c.eval_conds), c
+    return ShardSplit(shard_dir, split, ids, c.eval_conds), c
 
 
 # Peak bytes per raw uint8 pixel byte while the set is loaded: images are decoded
-# straight into one NCHW array (2.0 only for the moment a set in which some
-# images lack an embedding is cut down to the others).
+# straight into one NCHW array.
 IN_MEMORY_PEAK = 1.0
 
 

@@ -55,7 +55,7 @@ def write_shards(
 
     The folder is built under a temporary name and swapped in at the end, so a
     crash never leaves half a shard set. Unreadable images are skipped; when no
-    image at all can be read, CVAEError is raised and out_dir is left as it was.
+    image at all can be read, CVAEError is raised and out_dir is not touched.
 
     Args:
         manifest: table with image_id, file_name, split, subsets, captions (N rows).
@@ -104,12 +104,12 @@ def write_shards(
             progress=progress and dist.is_main,
         )
         stats = _merged(_gather(local, dist))  # every rank has written by now
-        if stats["written"] == 0:  # raised inside: the old out_dir stays as it was
+        if stats["written"] == 0:  # raised inside: out_dir is not swapped
             raise CVAEError(
                 f"none of the {len(rows)} manifest images could be read from "
                 f"{images_dir} ({stats['skipped_corrupt']} corrupt, "
-                f"{stats['skipped_missing']} missing): check --images; "
-                f"{out_dir} was left unchanged"
+                f"{stats['skipped_missing']} missing): check --images "
+                f"(coco_data.images); nothing was written to {out_dir}"
             )
     return stats | {"size": size, "image_format": image_format}
 

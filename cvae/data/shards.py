@@ -42,6 +42,7 @@ TAR_MODE = 0o444
 PNG_COMPRESS_LEVEL = 6
 MIN_JOBS_PER_WORKER = 500  # below this, starting a process costs more than it saves
 JPEG_QUALITY = 95
+REBUILD = "re-run coco_shard (dvc repro coco_shard)"  # the fix of a bad shard
 
 
 class ImageReadError(CVAEError):
@@ -168,10 +169,12 @@ def shard_paths(shard_dir: str | os.PathLike) -> list[Path]:
     """Sorted shard files of a folder written by ``write_shards``."""
     shard_dir = Path(shard_dir)
     if not shard_dir.is_dir():
-        raise CVAEError(f"shard folder {shard_dir} not found: run the shard stage")
+        raise CVAEError(
+            f"shard folder {shard_dir} not found: run coco_shard (dvc repro coco_shard)"
+        )
     paths = sorted(shard_dir.glob("shard-*.tar"))
     if not paths:
-        raise CVAEError(f"no shard-*.tar in {shard_dir}: re-run the shard stage")
+        raise CVAEError(f"no shard-*.tar in {shard_dir}: {REBUILD}")
     return paths
 
 
@@ -180,7 +183,7 @@ def decode_sample(sample: dict[str, Any]) -> tuple[int, np.ndarray, dict[str, An
     meta = json.loads(sample["json"])
     data = sample.get("png", sample.get("jpg"))
     if data is None:
-        raise CVAEError(f"sample {sample['__key__']} has no png/jpg: re-run shard")
+        raise CVAEError(f"sample {sample['__key__']} has no png/jpg: {REBUILD}")
     with Image.open(io.BytesIO(data)) as im:
         image = np.asarray(im.convert("RGB"), dtype=np.uint8)
     return int(meta["image_id"]), image, meta
@@ -210,7 +213,7 @@ def shard_index(shard_dir: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     ids: list[int] = []
     splits: list[str] = []
     for path in shard_paths(shard_dir):
-        with damaged_shard(path), tarfile.open(path) as tar:
+        with damaged_shard(path), tarfile.open(path, "r:") as tar:
             for member in tar:
                 if member.name.endswith(".json"):
                     meta = json.loads(tar.extractfile(member).read())
@@ -220,14 +223,15 @@ def shard_index(shard_dir: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
 
 
 @contextlib.contextmanager
-def damaged_shard(path: Path) -> Iterator[None]:
-    """A truncated or foreign tar (or member) becomes one line naming the fix."""
+def damaged_shard(path: str | os.PathLike) -> Iterator[None]:
+    """A truncated or foreign tar (or member) becomes one line naming the shard
+    file and the fix."""
     try:
         yield
     except (tarfile.TarError, EOFError, OSError, ValueError, KeyError) as e:
+        why = " ".join(str(e).split())  # tarfile's reasons span several lines
         raise CVAEError(
-            f"shard {path} is damaged ({type(e).__name__}: {e}): re-run the shard "
-            "stage (dvc repro coco_shard)"
+            f"shard {path} is damaged ({type(e).__name__}: {why}): {REBUILD}"
         ) from None
 
 
@@ -270,7 +274,7 @@ def raw_samples(
     its undecoded members ``{"__key__": key, ext: bytes}`` (standard library tar
     reading; decode inside ``damaged_shard(path)``)."""
     for path in shard_paths(shard_dir):
-        with damaged_shard(path), tarfile.open(path) as tar:
+        with damaged_shard(path), tarfile.open(path, "r:") as tar:
             sample: dict[str, Any] = {}
             for member in tar:
                 key, _, ext = member.name.partition(".")
@@ -317,7 +321,7 @@ def _put(
     if image.shape != images.shape[1:]:
         raise CVAEError(
             f"sample {sample['__key__']} is {image.shape[-2]} px, others "
-            f"{images.shape[-2]} px: re-run the shard stage"
+            f"{images.shape[-2]} px: {REBUILD}"
         )
     images[len(ids)] = image
     ids.append(image_id)

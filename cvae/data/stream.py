@@ -29,15 +29,29 @@ import webdataset as wds
 from cvae.core.distributed import DistInfo, cpus_per_rank
 from cvae.core.errors import CVAEError
 from cvae.data.batches import Batch, epoch_seed
-from cvae.data.shards import decode_sample, iter_split, shard_paths
+from cvae.data.shards import (
+    damaged_shard,
+    decode_sample,
+    iter_split,
+    shard_paths,
+)
 
 # (image ids (B,), generator) -> conditions (B, ...)
 ConditionLookup = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def _decode(sample: dict[str, Any]) -> tuple[int, torch.Tensor, str]:
-    image_id, image, meta = decode_sample(sample)
-    return image_id, torch.from_numpy(image).permute(2, 0, 1), str(meta.get("split"))
+    with damaged_shard(sample.get("__url__", "?")):
+        image_id, image, meta = decode_sample(sample)
+    pixels = torch.from_numpy(image.copy()).permute(2, 0, 1)  # PIL's is read-only
+    return image_id, pixels, str(meta.get("split"))
+
+
+def _worker_error(e: CVAEError) -> CVAEError:
+    """A CVAEError raised in a DataLoader worker, as its one line: the loader
+    re-raises it with the worker's traceback, the message on its last line."""
+    last = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+    return CVAEError(last.split("CVAEError: ", 1)[-1]) if "\n" in str(e) else e
 
 
 # Most decoding processes ``auto`` starts per rank on CUDA.
@@ -142,8 +156,11 @@ class ShardStream:
         gen = torch.Generator().manual_seed(
             epoch_seed(self.seed, epoch) * 1_000 + self.info.rank
         )
-        for ids, images in itertools.islice(loader, self.steps):
-            yield images, self.lookup(torch.as_tensor(ids), gen)
+        try:
+            for ids, images in itertools.islice(loader, self.steps):
+                yield images, self.lookup(torch.as_tensor(ids), gen)
+        except CVAEError as e:
+            raise _worker_error(e) from None
 
 
 class ShardSplit:
@@ -183,7 +200,7 @@ class ShardSplit:
         for image_id, image, _ in iter_split(self.shard_dir, self.split):
             r = self.row.get(image_id)
             if r is None:
-                continue  # no condition (e.g. the original was unreadable)
+                continue  # not one of ``ids``
             images.append(image)
             rows.append(r)
             if len(rows) == batch_size:
@@ -212,8 +229,8 @@ def id_lookup(
             rows = torch.tensor([row[int(i)] for i in batch_ids])
         except KeyError as e:
             raise CVAEError(
-                f"image {e.args[0]} of the shards has no embedding: "
-                "re-run the embed stage"
+                f"image {e.args[0]} of the shards has no embedding: re-run "
+                "coco_embed (dvc repro coco_embed)"
             ) from None
         return conds(rows, gen) if callable(conds) else conds[rows]
 

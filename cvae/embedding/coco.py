@@ -91,6 +91,11 @@ def run_embed(
     )  # (n_images, D)
     ok_ids = [rows[k]["image_id"] for k in read]
     skipped = sorted({r["image_id"] for r in rows} - set(ok_ids))
+    if rows and not ok_ids:
+        raise CVAEError(
+            f"none of the {len(rows)} manifest images could be read from {images} "
+            "(missing, empty or not images): check --images (coco_data.images)"
+        )
 
     meta = {**encoder.metadata(), "normalize": normalize}
     write_embeddings(

@@ -164,8 +164,8 @@ def evaluate_coco(
     The 'val' split is read from the shards batch by batch and every score is
     accumulated as it goes, so memory does not grow with the split.
 
-    Everything that can fail (model, data, CLIP) is checked before the first
-    output is written, so a failing run leaves the previous outputs unchanged.
+    The inputs (model, data, CLIP) are all read and checked before the first
+    output is written.
     """
     device = resolve_device(params.device)
     model, meta = load_model(model_path, device, expect_arch="image")
@@ -179,6 +179,14 @@ def evaluate_coco(
         raise CVAEError(
             f"{model_path} is a {meta['config']['image_size']} px model but the shards "
             f"hold {side} px images: re-run `dvc repro`"
+        )
+    trained_on = info["clip"]["model"]
+    if val_conds.clip["model"] != trained_on:
+        raise CVAEError(
+            f"{text_emb if info['condition_on'] == 'text' else image_emb} was made "
+            f"with CLIP {val_conds.clip['model']} but {model_path} was trained on "
+            f"CLIP {trained_on} vectors: re-run coco_embed and coco_train "
+            "(dvc repro coco_train)"
         )
     if val_conds.eval_conds.shape[1] != cond_dim:
         raise CVAEError(

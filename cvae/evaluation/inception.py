@@ -41,7 +41,6 @@ from torch import Tensor
 
 from cvae.core.errors import CVAEError
 from cvae.core.files import (
-    atomic_open,
     atomic_path,
     file_digest,
     write_record,
@@ -134,7 +133,8 @@ def convert_inception_weights(src: Path, dst: Path) -> dict:
     in shape. ``bn.weight`` is 1 and the classifier ``fc`` is zero-filled.
 
     Returns ``{"n_layers", "source_sha1", "sha256", "bytes"}``; ``dst`` is
-    written atomically with ``torch.save``.
+    written with ``torch.save``, in place: the caller gives a temporary name and
+    publishes it once the weights are checked (:func:`build_fid_weights`).
     """
     src, dst = Path(src), Path(dst)
     source_sha1 = file_digest(src, "sha1") if src.is_file() else None
@@ -191,7 +191,7 @@ def convert_inception_weights(src: Path, dst: Path) -> dict:
     # (root "archive") keeps the bytes independent of the temporary file name.
     buf = io.BytesIO()
     torch.save(state, buf)
-    with atomic_open(dst, "wb") as f:
+    with open(dst, "wb") as f:
         f.write(buf.getbuffer())
     return {
         "n_layers": len(fid_blocks),

@@ -68,6 +68,7 @@ def image_format(path: str | os.PathLike) -> str:
 MAX_GRID_PIXELS = 64_000_000  # an upscaled grid beyond this is refused
 GRID_PADDING = 2  # pixels between tiles (white)
 LABEL_FONT_SIZE = 11  # Pillow's bundled font: the same pixels on every machine
+TITLE_LINES = 3  # a longer title is cut, its last line ending in an ellipsis
 
 
 def save_grid(
@@ -87,7 +88,8 @@ def save_grid(
     written word-wrapped in a white column ``label_width`` pixels wide on the left.
     ``scale``: every pixel of the grid repeated ``scale`` x ``scale`` times
     (nearest neighbour: no new pixel values, 28 px tiles stay crisp).
-    ``title``: a word-wrapped line of text in a white band above the grid.
+    ``title``: word-wrapped text (at most TITLE_LINES lines of the grid's width)
+    in a white band above the grid.
     """
     if scale < 1:
         raise UsageError(f"scale must be >= 1, got {scale}")
@@ -145,12 +147,13 @@ def labelled(picture, labels: list[str], *, tile: int, width: int, pad: int):
 
 
 def titled(picture, text: str):
-    """``picture`` below a white band holding ``text``, word-wrapped to its width."""
+    """``picture`` below a white band holding ``text``, word-wrapped to its width
+    in at most TITLE_LINES lines."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=LABEL_FONT_SIZE)
     line_h = LABEL_FONT_SIZE + 1
-    lines = wrap(text, font, picture.width - 2 * GRID_PADDING)
+    lines = wrap(text, font, picture.width - 2 * GRID_PADDING, TITLE_LINES)
     band = 2 * GRID_PADDING + line_h * len(lines)
     out = Image.new("RGB", (picture.width, band + picture.height), "white")
     out.paste(picture, (0, band))
@@ -162,8 +165,9 @@ def titled(picture, text: str):
     return out
 
 
-def wrap(text: str, font, width: int) -> list[str]:
-    """Greedy word wrap of ``text`` to lines at most ``width`` pixels wide."""
+def wrap(text: str, font, width: int, max_lines: int | None = None) -> list[str]:
+    """Greedy word wrap of ``text`` to lines at most ``width`` pixels wide; past
+    ``max_lines`` lines, the text is cut and the last line ends in an ellipsis."""
     lines: list[str] = []
     for word in text.split():
         if lines and font.getlength(f"{lines[-1]} {word}") <= width:
@@ -172,4 +176,9 @@ def wrap(text: str, font, width: int) -> list[str]:
         while len(word) > 1 and font.getlength(word) > width:  # a word too long
             word = word[:-2] + "…"
         lines.append(word)
+    if max_lines is not None and len(lines) > max_lines:
+        last = lines[max_lines - 1] + "…"
+        while len(last) > 1 and font.getlength(last) > width:
+            last = last[:-2] + "…"
+        lines = [*lines[: max_lines - 1], last]
     return lines

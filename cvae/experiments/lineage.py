@@ -75,18 +75,44 @@ def differences(
         if key in NOT_OUTPUT_SETTINGS:  # recorded by older evaluations
             continue
         now = lookup(params, key)
-        if not _same(now, was):
+        if not same_value(now, was):
             out[key] = (now, was)
     return out
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return float(a) == float(b)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     return a == b
+
+
+def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def changed_params(
+    params: list[dict[str, Any]],
+) -> list[tuple[str, list[Any]]]:
+    """(dotted key, the value in each params mapping) for every key whose value
+    is not the same in all of them; speed-only settings left out."""
+    flats = [_flat(p) for p in params]
+    keys = sorted(set().union(*flats) - NOT_OUTPUT_SETTINGS)
+    out = []
+    for key in keys:
+        values = [f.get(key, MISSING) for f in flats]
+        if not all(same_value(values[0], v) for v in values[1:]):
+            out.append((key, values))
+    return out

@@ -27,7 +27,8 @@ from cvae.core.errors import UsageError
 
 SIZES = (64, 128, 256)  # COCO image sides (3 / 4 / 5 conv blocks)
 SEED_MAX = 2**32 - 1  # every RNG the project seeds accepts [0, 2**32 - 1]
-DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# The devices cvae.core.device.resolve_device accepts (the same pattern there).
+DEVICE_RE = re.compile(r"auto|cpu|cuda(?::(?:0|[1-9][0-9]*))?")
 FID_PROTOCOL_N = 10_000  # Fashion-MNIST FID protocol: samples per set
 
 

@@ -54,6 +54,27 @@ def resolve_train(
     )
 
 
+def check_clip(
+    clip: dict[str, Any], cond_dim: int, *, embed_model: str, path: Path
+) -> None:
+    """The conditions are ``embed.model``'s vectors: the model the embeddings
+    file records, and its width. ``cvae generate`` embeds prompts with the CLIP
+    the model file names, so a model trained on another CLIP's vectors would be
+    prompted in a space it never saw."""
+    fix = "re-run coco_embed (dvc repro coco_embed)"
+    if clip["model"] != embed_model:
+        raise CVAEError(
+            f"{path} was made with CLIP {clip['model']} but embed.model is "
+            f"{embed_model}: {fix}"
+        )
+    width = clip_width(embed_model)
+    if cond_dim != width:
+        raise CVAEError(
+            f"{path} holds {cond_dim}-d vectors but CLIP {embed_model} gives "
+            f"{width}-d: {fix}"
+        )
+
+
 @dataclass
 class TrainSet:
     """The 'train' split as the Trainer reads it, and what identifies it."""
@@ -79,8 +100,9 @@ def train_set(
     if tcfg.loader == "stream":
         ids, splits = index
         ids = ids[[s == "train" for s in splits]]
-        conds = image_conditions(ids, text_emb, image_emb, condition_on=condition_on)
-        ids = ids[conds.keep]
+        conds = image_conditions(
+            ids, text_emb, image_emb, condition_on=condition_on, split="train"
+        )
         source: BatchSource = ShardStream(
             shards,
             id_lookup(ids, conds.train_conds),
@@ -134,13 +156,12 @@ def train_coco(
         shards, text_emb, image_emb, condition_on=on, split="val", index=index
     )
     cond_dim = int(val_conds.eval_conds.shape[1])
-    width = clip_width(val_conds.clip["model"])
-    if cond_dim != width:
-        raise CVAEError(
-            f"{text_emb if on == 'text' else image_emb} holds {cond_dim}-d vectors "
-            f"but CLIP {val_conds.clip['model']} gives {width}-d: re-run coco_embed "
-            "(dvc repro coco_embed)"
-        )
+    check_clip(
+        val_conds.clip,
+        cond_dim,
+        embed_model=params.embed.model,
+        path=text_emb if on == "text" else image_emb,
+    )
     channels, _, side = val.image_shape()
     mp = model_params(params, cond_dim)
     torch.manual_seed(tcfg.seed)

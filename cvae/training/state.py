@@ -15,7 +15,7 @@ from cvae.core.files import atomic_path
 
 def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Training state (tensors, numbers, strings, dicts) for resuming, atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, deferred=False) as tmp:  # resumable at once
         torch.save(state, tmp)
 
 

@@ -233,7 +233,7 @@ def test_coco_files(coco, tmp_path, capsys) -> None:
     cases = [
         (
             dict(shards=shards, text_emb=coco.text, image_emb=coco.image),
-            "is damaged (ReadError: unexpected end of data): re-run the shard stage",
+            "is damaged (ReadError: unexpected end of data): re-run coco_shard",
         ),
         (
             dict(

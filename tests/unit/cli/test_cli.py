@@ -1,21 +1,28 @@
 """The `cvae` command's conventions: exit statuses, --version, short options,
 model names resolved against the project root, a missing model naming the stage
-that trains it, grids scaled and labelled, dvc missing as one line."""
+that trains it, grids scaled and labelled, dvc missing as one line; an output
+that cannot be written, a device this project does not run on and a prompt that
+is empty, too long or not English each one line, leaving no file behind."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import one_line
+from conftest import SMALL_CLIP, make_model, one_line, temp_files
 from PIL import Image
 from typer.testing import CliRunner
 
 import cvae
-from cvae.evaluation.sampling import GRID_PADDING
+from cvae.evaluation.sampling import GRID_PADDING, LABEL_FONT_SIZE, TITLE_LINES
+from cvae.models.checkpoint import save_model
+from cvae_cli.generate import MAX_PROMPT
 from cvae_cli.main import QUICK_START, app, project_root
 
 
@@ -116,3 +123,207 @@ def test_a_scale_beyond_the_pixel_cap_is_a_usage_error(fashion_model, tmp_path):
     )
     assert r.exit_code == 2 and "too large" in one_line(r.stderr)
     assert not out.exists()
+
+
+# -- outputs that cannot be written ---------------------------------------------------
+def test_out_naming_a_folder_is_a_usage_error(fashion_model, tmp_path) -> None:
+    folder = tmp_path / "grids.png"
+    folder.mkdir()
+    r = run("generate", "a dress", "-m", str(fashion_model), "-o", str(folder))
+    assert r.exit_code == 2
+    assert one_line(r.stderr) == (
+        f"error: {folder} is a folder: name a file in it, e.g. -o {folder}/grid.png\n"
+    )
+    assert not list(folder.iterdir()) and not temp_files(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "code, fix",
+    [
+        (errno.EACCES, "pick another path with -o, or fix the folder's permissions"),
+        (errno.ENOSPC, "free some space, or pick another path with -o"),
+    ],
+)
+@pytest.mark.parametrize("labels", ["--no-labels", "--labels"])  # two writers
+def test_a_failed_write_is_one_line_and_leaves_nothing(
+    fashion_model, tmp_path, monkeypatch, code, fix, labels
+) -> None:
+    def refuse(src, dst):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr("cvae.core.files.os.replace", refuse)
+    out = tmp_path / "g.png"
+    r = run("generate", "a dress", "-m", str(fashion_model), "-o", str(out), labels)
+    assert r.exit_code == 1
+    assert (
+        one_line(r.stderr)
+        == f"error: cannot write {out} ({os.strerror(code)}): {fix}\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # no grid, no temporary file
+
+
+def test_an_unwritable_folder_fails_before_any_work(
+    fashion_model, tmp_path, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("cvae.core.files.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("cvae_cli.generate.load_model", None)  # never reached
+    out = tmp_path / "g.png"
+    r = run("generate", "a dress", "-m", str(fashion_model), "-o", str(out))
+    assert r.exit_code == 1
+    err = one_line(r.stderr)
+    assert f"cannot write {out} (Permission denied in {tmp_path})" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def small_mount(tmp_path: Path):
+    """A folder on a 16 KiB tmpfs, read-only or not (root only; skipped where
+    mounting is not allowed)."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        where = tmp_path / f"mnt{len(mounted)}"
+        where.mkdir()
+        cmd = ["mount", "-t", "tmpfs", "-o", f"{options},size=16k", "tmpfs", str(where)]
+        if subprocess.run(cmd, capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_real_full_disk_and_a_read_only_disk(fashion_model, small_mount) -> None:
+    full, read_only = small_mount("rw"), small_mount("ro")
+    out = full / "g.png"  # 64 tiles of noise: about 80 KB of PNG
+    r = run("generate", "a dress", "-m", str(fashion_model), "-n", "64", "-o", str(out))
+    assert r.exit_code == 1
+    assert one_line(r.stderr) == (
+        f"error: cannot write {out} (No space left on device): free some space, "
+        "or pick another path with -o\n"
+    )
+    assert list(full.iterdir()) == []
+    out = read_only / "g.png"
+    r = run("generate", "a dress", "-m", str(fashion_model), "-o", str(out))
+    assert r.exit_code == 1
+    assert f"cannot write {out} (Read-only file system in {read_only})" in one_line(
+        r.stderr
+    )
+
+
+# -- devices --------------------------------------------------------------------------
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta", "hpu", "vulkan"])
+def test_a_device_we_do_not_run_on_is_one_line(fashion_model, tmp_path, device):
+    out = tmp_path / "g.png"
+    args = ["-m", str(fashion_model), "--device", device]
+    r = run("generate", "a dress", *args, "-o", str(out))
+    want = f"error: device {device!r} is not supported: use auto, cpu or cuda\n"
+    assert r.exit_code == 2 and one_line(r.stderr) == want
+    assert not out.exists() and not temp_files(tmp_path)
+    pytest.importorskip("uvicorn")  # the demo's extra
+    r = run("demo", *args)
+    assert r.exit_code == 2 and one_line(r.stderr) == want
+
+
+def test_a_gpu_that_is_not_here_is_one_line(fashion_model, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = run("generate", "a dress", "-m", str(fashion_model), "--device", "cuda:7")
+    assert r.exit_code == 1
+    assert "device 'cuda:7' but no CUDA GPU here: use auto or cpu" in one_line(r.stderr)
+
+
+# -- prompts --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def clip_model(tmp_path_factory) -> Path:
+    """A tiny COCO model conditioned on (random) CLIP text embeddings."""
+    path = tmp_path_factory.mktemp("clip_model") / "coco.safetensors"
+    clip = {"model": SMALL_CLIP, "pretrained": "none", "random_init": True, "seed": 0}
+    model = make_model(
+        "image", base_channels=4, latent_dim=8, embed_dim=8, cond_dim=256
+    )
+    save_model(path, model, "image", {"condition": "clip", "clip": clip})
+    return path
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\t\n"])
+def test_an_empty_prompt_for_a_clip_model_is_one_usage_line(
+    clip_model, tmp_path, prompt
+):
+    r = run("generate", prompt, "-m", str(clip_model), "-o", str(tmp_path / "g.png"))
+    assert r.exit_code == 2
+    assert (
+        r.stderr
+        == 'error: the prompt is empty: give a caption, e.g. "a cow in a field"\n'
+    )
+    assert list(tmp_path.iterdir()) == []  # and no CLIP warning before it
+
+
+@pytest.mark.parametrize("which", ["fashion", "clip"])
+def test_a_prompt_past_the_cap_is_refused(fashion_model, clip_model, tmp_path, which):
+    model = fashion_model if which == "fashion" else clip_model
+    prompt = "a dress " * (MAX_PROMPT // 8 + 1)
+    r = run("generate", prompt, "-m", str(model), "-o", str(tmp_path / "g.png"))
+    assert r.exit_code == 2
+    assert r.stderr == (
+        f"error: the prompt is {len(prompt):,} characters long: shorten it to at "
+        f"most {MAX_PROMPT:,}\n"
+    )
+
+
+def test_fashion_prompts_are_matched_in_english(fashion_model, tmp_path) -> None:
+    r = run(
+        "generate", "une robe", "-m", str(fashion_model), "-o", str(tmp_path / "g.png")
+    )
+    assert r.exit_code == 2
+    assert one_line(r.stderr).startswith(
+        "error: no Fashion-MNIST class in 'une robe' (prompts are matched in English):"
+        " use one of "
+    )
+
+
+def test_a_long_prompt_makes_a_title_of_a_few_lines(fashion_model, tmp_path) -> None:
+    prompt = "a dress " * (MAX_PROMPT // 8 - 1)
+    out = tmp_path / "g.png"
+    args = ["-m", str(fashion_model), "-n", "4", "--nrow", "4", "-o", str(out)]
+    assert run("generate", prompt, *args, "--labels").exit_code == 0
+    width, height = Image.open(out).size
+    assert width == 4 * 28 + 5 * GRID_PADDING  # the title never widens the grid
+    band = 2 * GRID_PADDING + TITLE_LINES * (LABEL_FONT_SIZE + 1)
+    assert height == 28 + 2 * GRID_PADDING + band
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t: t.replace("\nsize: 64", "\nsize: [64", 1),
+            "params.yaml is not valid YAML at line",
+        ),
+        (lambda t: t + "size: 64\n", 'found duplicate key "size"'),
+        (
+            lambda t: t.replace("\ncoco_data:", "\ncoco_dataz:", 1),
+            "unknown key coco_dataz: did you mean coco_data?",
+        ),
+    ],
+    ids=["yaml-syntax", "duplicate-key", "renamed-section"],
+)
+def test_check_gives_one_line_where_dvc_gives_several(tmp_path, edit, message) -> None:
+    """What DVC reports over several lines with no fix (it parses params.yaml
+    before any stage runs), `cvae check` says in one."""
+    text = (Path(cvae.__file__).parents[1] / "params.yaml").read_text()
+    bad = tmp_path / "params.yaml"
+    bad.write_text(edit(text))
+    r = run("check", "--params", str(bad))
+    assert r.exit_code == 2
+    assert message in one_line(r.output), r.output
+    good = tmp_path / "good.yaml"
+    good.write_text(text)
+    r = run("check", "--params", str(good))
+    assert r.exit_code == 0 and r.output == f"{good}: valid\n"

@@ -211,7 +211,7 @@ def test_embeddings_parquet_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["emb.parquet"]  # no temp left
     with pytest.raises(ValueError):
         write_embeddings(path, ids[:4], vectors)
-    with pytest.raises(CVAEError, match="run the embed stage"):
+    with pytest.raises(CVAEError, match="run the coco_embed stage"):
         read_embeddings(tmp_path / "absent.parquet")
     write_embeddings(tmp_path / "empty.parquet", [], np.zeros((0, 7), np.float32))
     assert read_embeddings(tmp_path / "empty.parquet")[1].shape == (0, 7)

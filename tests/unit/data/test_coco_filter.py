@@ -281,3 +281,60 @@ def test_filter_stage_main(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "p3.yaml: filter: subsets names 'urban', not a set of filter.keywords" in err
+
+
+@needs_sample
+def test_filter_stage_refuses_bad_captions_and_folders_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An image id or an annotation id listed twice, an images folder that is not
+    there: one line naming the fix, exit 1, no manifest."""
+    from conftest import fails, one_line
+
+    from stages.coco_filter import main
+
+    data = json.loads((SAMPLE / "captions.json").read_text())
+    first_img, first_ann = data["images"][0], data["annotations"][0]
+    image_twice = dict(data, images=[*data["images"], dict(first_img, file_name="x")])
+    ann_twice = dict(
+        data, annotations=[*data["annotations"], dict(first_ann, caption="A cow.")]
+    )
+    params = _write_params(tmp_path / "params.yaml")
+    out = tmp_path / "out" / "manifest.parquet"
+    cases = [
+        (
+            image_twice,
+            SAMPLE / "images",
+            f"image id {first_img['id']} is listed twice "
+            f"({first_img['file_name']!r} and 'x'): give each image its own id",
+        ),
+        (
+            ann_twice,
+            SAMPLE / "images",
+            f"annotation id {first_ann['id']} is listed twice (captions of image "
+            f"{first_ann['image_id']} and {first_ann['image_id']}): give each "
+            "annotation its own id",
+        ),
+        (
+            data,
+            tmp_path / "no-images",
+            f"images folder {tmp_path / 'no-images'} not found: set "
+            "coco_data.images (--images) to the folder holding the COCO images",
+        ),
+    ]
+    for k, (captions, images, message) in enumerate(cases):
+        path = tmp_path / f"captions{k}.json"
+        path.write_text(json.dumps(captions))
+        err = one_line(
+            fails(
+                capsys,
+                main,
+                captions=path,
+                images=images,
+                out=out,
+                metrics=tmp_path / "f.json",
+                params=params,
+            )
+        )
+        assert message in err, err
+        assert not out.exists() and not (tmp_path / "f.json").exists()

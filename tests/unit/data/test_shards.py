@@ -1,5 +1,6 @@
 """WebDataset shards: image loading, crop/resize, round-trip, byte identity, stage."""
 
+import io
 import json
 import shutil
 import tarfile
@@ -264,3 +265,106 @@ def test_load_shards_decodes_only_the_split_asked_for(
     assert pick_loader("auto", 5_400, 256, 1024, 1) == "memory"  # 1,012 MiB
     assert pick_loader("auto", 5_400, 256, 1024, 2) == "stream"  # per process x 2
     assert pick_loader("stream", 10, 64, 1024, 1) == "stream"
+
+
+def _damaged(src: Path, to: Path, how: str) -> Path:
+    """A copy of the shard folder ``src`` whose first shard is damaged ``how``:
+    cut in half, empty, foreign bytes, or its png / json members cut short."""
+    shutil.copytree(src, to)
+    first = sorted(to.glob("shard-*.tar"))[0]
+    if how == "cut":
+        first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    elif how == "empty":
+        first.write_bytes(b"")
+    elif how == "foreign":
+        first.write_bytes(b"PK\x03\x04" * 300)
+    else:
+        with tarfile.open(first) as tar:
+            members = [(m, tar.extractfile(m).read()) for m in tar]
+        with tarfile.open(first, "w") as tar:
+            for m, b in members:
+                b = b[: len(b) // 3] if m.name.endswith(f".{how}") else b
+                m.size = len(b)
+                tar.addfile(m, io.BytesIO(b))
+    return first
+
+
+@pytest.mark.parametrize("how", ["empty", "foreign", "cut", "png", "json"])
+def test_a_damaged_shard_is_one_line_naming_it(
+    tmp_path: Path, images: Path, how: str
+) -> None:
+    """Truncated, empty or foreign tars and damaged members: one line naming the
+    shard file and the fix (tarfile's auto-detection spans several lines)."""
+    ids = sorted(int(p.stem) for p in images.iterdir())
+    write_shards(_manifest(ids), images, tmp_path / "good", size=32, shard_size=4)
+    bad = _damaged(tmp_path / "good", tmp_path / "bad", how)
+    with pytest.raises(CVAEError) as e:
+        load_shards(tmp_path / "bad")
+    message = str(e.value)
+    assert message.startswith(f"shard {bad} is damaged (") and "\n" not in message
+    assert message.endswith("): re-run coco_shard (dvc repro coco_shard)")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_damaged_image_met_while_streaming_is_one_line(
+    tmp_path: Path, images: Path, workers: int
+) -> None:
+    """The stream loader decodes in DataLoader workers: the worker's error comes
+    back as the same one line, not the worker's traceback."""
+    import torch
+
+    from cvae.data.stream import ShardStream
+
+    ids = sorted(int(p.stem) for p in images.iterdir())
+    write_shards(_manifest(ids), images, tmp_path / "good", size=32, shard_size=4)
+    bad = _damaged(tmp_path / "good", tmp_path / "bad", "png")
+    stream = ShardStream(
+        tmp_path / "bad",
+        lambda ids, gen: torch.zeros(len(ids), 1),
+        len(ids),
+        len(ids),  # one batch: every image is decoded
+        num_workers=workers,
+        split=None,
+    )
+    with pytest.raises(CVAEError) as e:
+        list(stream.epoch(1))
+    assert str(e.value).startswith(f"shard {bad} is damaged (OSError: ")
+    assert "\n" not in str(e.value)
+
+
+def test_a_folder_of_empty_images_stops_the_shard_stage(
+    tmp_path: Path, images: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """coco_data.images pointing at zero-byte .jpg files: one line, exit 1, the
+    previous shards untouched."""
+    from conftest import fails, one_line, snapshot
+
+    from stages.coco_shard import main
+
+    ids = sorted(int(p.stem) for p in images.iterdir())
+    write_manifest(tmp_path / "manifest.parquet", _manifest(ids))
+    params = write_params(tmp_path / "params.yaml", {"size": 64})
+    out = tmp_path / "shards"
+    write_shards(_manifest(ids), images, out, size=64, shard_size=4)
+    before = snapshot(out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for f in images.iterdir():
+        (empty / f.name).touch()
+    err = one_line(
+        fails(
+            capsys,
+            main,
+            manifest=tmp_path / "manifest.parquet",
+            images=empty,
+            out=out,
+            metrics=tmp_path / "shard.json",
+            params=params,
+        )
+    )
+    assert err == (
+        f"error: none of the 8 manifest images could be read from {empty} "
+        "(8 corrupt, 0 missing): check --images (coco_data.images); nothing was "
+        f"written to {out}\n"
+    )
+    assert snapshot(out) == before and not (tmp_path / "shard.json").exists()

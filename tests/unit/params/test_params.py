@@ -4,6 +4,7 @@ that names the key, the value and the fix (``load_params``, ``validate``)."""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,17 @@ from hypothesis import strategies as st
 from cvae.params.loading import load_params, validate
 from cvae.params.schema import ParamsError
 
+
+@dataclass(frozen=True)
+class Renamed:
+    """A case value: the key renamed to ``to`` (its value kept)."""
+
+    to: str
+
+    def __repr__(self) -> str:
+        return f"renamed to {self.to}"
+
+
 # -- params: (key, value, what the one line says) ------------------------------------
 PARAM_CASES = [
     # unknown keys, each with the closest known one
@@ -24,6 +36,19 @@ PARAM_CASES = [
     ("fashion.model.fc.latent", 8, "did you mean fashion.model.fc.latent_dim?"),
     ("coco.train.lr_decay", 0.5, "unknown key coco.train.lr_decay"),
     ("fashion.train. lr", 0.1, "unknown key fashion.train.' lr': did you mean"),
+    # a renamed or misspelt key: the unknown key and what it resembles, not the
+    # key it leaves missing (the line ends there: no "(and 1 more)")
+    (
+        "shard.image_format",
+        Renamed("image_fromat"),
+        "unknown key shard.image_fromat: did you mean shard.image_format?",
+    ),
+    ("coco_data", Renamed("coco_dat"), "unknown key coco_dat: did you mean coco_data?"),
+    (
+        "fashion.train.epochs",
+        Renamed("epoch"),
+        "unknown key fashion.train.epoch: did you mean fashion.train.epochs?",
+    ),
     # wrong types: strict, YAML 1.2 (no string for a number or a bool)
     ("embed.normalize", "false", "embed.normalize = 'false': true or false is"),
     ("fashion.train.lr", "1e-3", "fashion.train.lr = '1e-3': a number is required"),
@@ -76,6 +101,27 @@ PARAM_CASES = [
     ("fashion.model.conv.latent_dim", 0, "conv.latent_dim = 0"),
     ("fashion.model.fc.hidden", 3, "did you mean fashion.model.fc.hidden_dims?"),
     ("fashion.train.device", "tpu", "device = 'tpu': use auto, cpu, cuda"),
+    # devices torch knows but resolve_device refuses
+    ("embed.device", "mps", "embed.device = 'mps': use auto, cpu, cuda or cuda:N"),
+    ("coco.train.device", "xpu", "coco.train.device = 'xpu': use auto, cpu, cuda"),
+    ("fashion.fid.device", "meta", "fashion.fid.device = 'meta': use auto, cpu"),
+    ("coco.evaluate.device", "cuda:01", "device = 'cuda:01': use auto, cpu, cuda"),
+    # a union (auto or an integer): what each member allows, in words
+    (
+        "coco.train.num_workers",
+        -1,
+        "coco.train.num_workers = -1: use auto or an integer >= 0",
+    ),
+    (
+        "coco.train.num_workers",
+        "all",
+        "coco.train.num_workers = 'all': use auto or an integer >= 0",
+    ),
+    (
+        "coco.train.num_workers",
+        None,
+        "coco.train.num_workers = None: use auto or an integer >= 0",
+    ),
     ("fashion.train.epochs", -1, "fashion.train.epochs = -1: input should be"),
     ("fashion.train.batch_size", 0, "fashion.train.batch_size = 0"),
     ("fashion.train.epochz", 1, "unknown key fashion.train.epochz: did you mean"),
@@ -101,12 +147,24 @@ TEXT_CASES = [  # params files that are not YAML mappings at all
 )
 def test_bad_param(tmp_path, key, value, message) -> None:
     bad = tmp_path / "params.yaml"
-    bad.write_text(dump_yaml(mutate(repo_params(), key, value)))
+    params = repo_params()
+    if isinstance(value, Renamed):
+        *section, old = key.split(".")
+        node = params
+        for part in section:
+            node = node[part]
+        node[value.to] = node.pop(old)
+    else:
+        mutate(params, key, value)
+    bad.write_text(dump_yaml(params))
     with pytest.raises(ParamsError) as e:
         load_params(bad)
     text = str(e.value)
     assert text.startswith(f"{bad}: ") and "\n" not in text
     assert message in text
+    assert "literal[" not in text and "constrained-" not in text  # no union tags
+    if isinstance(value, Renamed):
+        assert text.endswith(message)  # once, and no "is missing" behind it
 
 
 @pytest.mark.parametrize("text, message", TEXT_CASES)
