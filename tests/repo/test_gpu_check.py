@@ -20,6 +20,8 @@ NOT_RUN = {
     "dvclive": "stages._common.write_live, called by stage mains only",
     "starlette": "cvae demo only",
     "uvicorn": "cvae demo only",
+    "dvc_render": "cvae plots-template only",
+    "vl_convert": "cvae plots-template only",
 }
 # What the check runs: the library, the CLI, the stages it calls, the benchmarks,
 # and the CUDA tests with their fixtures.
