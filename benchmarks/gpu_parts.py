@@ -21,9 +21,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -69,6 +69,10 @@ def machine() -> dict[str, Any]:
     return out
 
 
+# The end of a training epoch's line: "... | 163.2 s, 261 img/s".
+EPOCH_SPEED = re.compile(r"\| ([\d.]+) s, (\d+) img/s")
+
+
 def fashion_epochs(
     device: str, archs: list[str], epochs: int, train_limit: int | None
 ) -> dict[str, Any]:
@@ -103,7 +107,7 @@ def fashion_epochs(
             log = io.StringIO()
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(log):
-                train_fashion(
+                hist = train_fashion(
                     arch,
                     p,
                     data,
@@ -112,16 +116,12 @@ def fashion_epochs(
                     Path(tmp) / f"{arch}.pt",
                 )
             wall = time.perf_counter() - t0
-            rows = [
-                json.loads(line)
-                for line in log.getvalue().splitlines()
-                if line.startswith("{")
-            ]
-            secs = [r["seconds"] for r in rows]
+            speeds = [EPOCH_SPEED.search(x) for x in log.getvalue().splitlines()]
+            speeds = [m for m in speeds if m]
             results[arch] = {
-                "epoch_seconds": secs,
-                "images_per_s": [r["images_per_s"] for r in rows],
-                "last_loss": rows[-1]["loss"],
+                "epoch_seconds": [float(m[1]) for m in speeds],
+                "images_per_s": [float(m[2]) for m in speeds],
+                "last_loss": hist[-1]["loss"],
                 "wall_seconds_with_prior_fit_and_save": round(wall, 2),
                 "n_train": counts["train"],
                 "batch_size": p.train.batch_size,

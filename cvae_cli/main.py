@@ -19,7 +19,7 @@ from typing import NoReturn
 import typer
 
 import cvae
-from cvae.core.errors import CVAEError, UsageError, exit_code
+from cvae.core.errors import CVAEError, UsageError, exit_code, plural
 from cvae.models import FASHION_ARCHS
 from cvae.params.schema import SEED_MAX
 
@@ -195,7 +195,7 @@ def generate(
         )
     except CVAEError as e:
         _fail(e)
-    typer.echo(f"{out}: {n} images for {info['condition']} (seed {seed})")
+    typer.echo(f"{out}: {plural(n, 'image')} for {info['condition']} (seed {seed})")
     for w in info.get("warnings", []):
         typer.echo(f"WARNING: {w}", err=True)
 

@@ -18,6 +18,7 @@ import torch
 import typer
 
 from cvae.core.distributed import setup
+from cvae.core.errors import plural
 from cvae.core.files import check_writable
 from cvae.embedding.coco import run_embed
 from stages._common import Info, load, stage_main
@@ -45,8 +46,9 @@ def main(
         return
     warn = " [RANDOM CLIP WEIGHTS]" if stats["random_init"] else ""
     print(
-        f"embed: {stats['n_captions']} captions ({stats['n_sentences']} sentences), "
-        f"{stats['n_images']} images (skipped {stats['n_images_skipped']}), "
+        f"embed: {plural(stats['n_captions'], 'caption')} "
+        f"({plural(stats['n_sentences'], 'sentence')}), "
+        f"{plural(stats['n_images'], 'image')} (skipped {stats['n_images_skipped']}), "
         f"dim {stats['dim']}, {stats['model']}/{stats['pretrained']} on "
         f"{stats['device']}{warn} -> {text_out}, {image_out}"
     )

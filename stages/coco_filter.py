@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cvae.core.errors import CVAEError
+from cvae.core.errors import CVAEError, plural
 from cvae.core.files import check_writable, write_record
 from cvae.data.coco import filter_coco, write_manifest
 from cvae.params.schema import FilterParams
@@ -37,7 +37,8 @@ def run_filter(
     if table.num_rows == 0:
         raise CVAEError(
             f"no image of {captions} matched {sorted(keyword_sets)} "
-            f"({counts['missing']} matches lacked their file): widen "
+            f"({plural(counts['missing'], 'match', 'matches')} lacked their file): "
+            "widen "
             "filter.keywords or check --images"
         )
     write_manifest(out, table)
@@ -62,9 +63,10 @@ def main(
     counts = run_filter(captions, images, out, metrics, load(params).filter, info)
     per_subset = ", ".join(f"{k} {v}" for k, v in counts["subsets"].items())
     print(
-        f"filter: kept {counts['kept']}/{counts['images_in_file']} images "
-        f"({per_subset}), {counts['captions']} captions, train {counts['train']} "
-        f"/ val {counts['val']}, {counts['missing']} missing files -> {out}"
+        f"filter: kept {counts['kept']}/{plural(counts['images_in_file'], 'image')} "
+        f"({per_subset}), {plural(counts['captions'], 'caption')}, train "
+        f"{counts['train']} / val {counts['val']}, "
+        f"{plural(counts['missing'], 'missing file')} -> {out}"
     )
 
 

@@ -16,6 +16,7 @@ import torch
 import typer
 
 from cvae.core.distributed import DistInfo, setup
+from cvae.core.errors import plural
 from cvae.core.files import check_writable, write_record
 from cvae.data.coco import read_manifest
 from cvae.data.shard_writer import write_shards
@@ -69,8 +70,9 @@ def main(
     if not dist.is_main:
         return
     print(
-        f"shard: wrote {stats['written']} images at {stats['size']}px "
-        f"({stats['image_format']}) into {len(stats['shards'])} shards, skipped "
+        f"shard: wrote {plural(stats['written'], 'image')} at {stats['size']}px "
+        f"({stats['image_format']}) into {plural(len(stats['shards']), 'shard')}, "
+        "skipped "
         f"{stats['skipped_corrupt']} corrupt / {stats['skipped_missing']} missing "
         f"-> {out}"
     )

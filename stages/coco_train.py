@@ -15,6 +15,7 @@ import typer
 from cvae.core import distributed
 from cvae.core.files import check_writable
 from cvae.training.coco import train_coco
+from cvae.training.trainer import summary
 from stages._common import load, stage_main, write_live
 
 
@@ -41,7 +42,7 @@ def main(
     state.unlink(missing_ok=True)  # every output written: nothing to resume
     print(
         f"coco_train: size {p.size} {p.conditioning} on {p.condition_on}, "
-        f"{len(hist)} epochs -> {model_out}"
+        f"{summary(hist)} -> {model_out}"
     )
 
 

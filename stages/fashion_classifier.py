@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cvae.core.errors import plural
 from cvae.core.files import check_writable, write_record
 from cvae.evaluation.classifier import (
     train_fashion_classifier,
@@ -31,7 +32,8 @@ def main(
     write_record(metrics, info, m)
     print(
         f"fashion_classifier: test accuracy {m['test_accuracy']:.4f} on "
-        f"{m['n_test']} images after {m['epochs']} epochs -> {model_out}"
+        f"{plural(m['n_test'], 'image')} after {plural(m['epochs'], 'epoch')} "
+        f"-> {model_out}"
     )
 
 

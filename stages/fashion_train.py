@@ -12,6 +12,7 @@ from cvae.core.errors import CVAEError
 from cvae.core.files import check_writable
 from cvae.models import FASHION_ARCHS
 from cvae.training.fashion import train_fashion
+from cvae.training.trainer import summary
 from stages._common import load, stage_main, write_live
 
 
@@ -37,8 +38,7 @@ def main(
     if live is not None:
         write_live(live, hist)
     state.unlink(missing_ok=True)  # every output written: nothing to resume
-    last = hist[-1] if hist else {}
-    print(f"fashion_train[{arch}]: {len(hist)} epochs, last {last} -> {model_out}")
+    print(f"fashion_train[{arch}]: {summary(hist)} -> {model_out}")
 
 
 if __name__ == "__main__":

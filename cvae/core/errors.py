@@ -1,4 +1,5 @@
-"""User-facing errors: one clear line that names the fix, never a traceback.
+"""User-facing errors: one clear line that names the fix, never a traceback
+(and ``plural``, for the counts these lines and the stages' summaries name).
 
 Exit statuses follow the Unix/click convention: 2 for a usage error (the
 command line or params.yaml asks for something invalid), 1 for a runtime error
@@ -25,3 +26,8 @@ class UsageError(CVAEError):
 def exit_code(error: CVAEError) -> int:
     """2 for a usage error, 1 for anything else."""
     return USAGE_EXIT if isinstance(error, UsageError) else RUNTIME_EXIT
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 image``, ``2 images``; ``nouns`` for an irregular plural."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"

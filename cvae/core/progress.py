@@ -1,7 +1,10 @@
-"""Progress bars for long steps: on stderr, only when it is a terminal.
+"""Progress for people: bars for long steps, and the lines that report them.
 
-tqdm's ``disable=None`` hides a bar when stderr is not a TTY, so DVC logs and CI
-output stay clean while a person at a terminal sees every long step move.
+Bars go to stderr, only when it is a terminal: tqdm's ``disable=None`` hides a
+bar when stderr is not a TTY, so DVC logs and CI output stay clean while a
+person at a terminal sees every long step move. Progress lines (one per epoch)
+go to stdout at once, also into a pipe or a CI log, with numbers rounded for
+reading (the files keep them exact).
 """
 
 from __future__ import annotations
@@ -39,3 +42,14 @@ def bar(
 def step_bar(steps: int, desc: str, *, quiet: bool = False) -> tqdm:
     """A per-epoch bar over ``range(steps)`` (``quiet`` on ranks other than 0)."""
     return bar(range(steps), desc, unit="step", quiet=quiet)
+
+
+def say(line: str) -> None:
+    """Print a progress line on stdout now (a pipe holds it back otherwise)."""
+    print(line, flush=True)
+
+
+def number(value: float) -> str:
+    """A metric for reading: 2 decimals from 1 up (244.79), else 4 significant
+    digits (0.8512, 0.0003142)."""
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4g}"

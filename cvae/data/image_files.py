@@ -1,8 +1,8 @@
 """Image files decoded and preprocessed in DataLoader workers, in a fixed order.
 
 The main process runs the model on batch k while workers decode and resize the
-next ones; with no worker process, one thread reads the next batch (PIL decodes
-and resizes without holding the GIL). Batches hold the readable files among
+next ones; with no worker process, one daemon thread reads the next batch (PIL
+decodes and resizes without holding the GIL). Batches hold the readable files among
 ``batch_size`` consecutive paths, in path order, so what the model sees (and so
 every output byte) is the same for any worker count.
 """
@@ -10,9 +10,10 @@ every output byte) is the same for any worker count.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
@@ -75,13 +76,36 @@ def preprocessed_batches(
 
 def one_ahead(items: Iterable[T]) -> Iterator[T]:
     """``items`` in order, each produced in a background thread while the
-    caller works on the one before."""
+    caller works on the one before.
+
+    The thread is a daemon: a caller that stops (Ctrl-C) does not wait for the
+    item in the making, neither here nor when the interpreter exits.
+    """
     it = iter(items)
-    pool = ThreadPoolExecutor(1)
+    wanted: queue.SimpleQueue[bool] = queue.SimpleQueue()
+    made: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+
+    def make() -> None:
+        while wanted.get():
+            try:
+                item = next(it, _END)
+            except BaseException as e:  # noqa: BLE001 - raised in the caller
+                made.put((False, e))
+                return
+            made.put((True, item))
+            if item is _END:
+                return
+
+    threading.Thread(target=make, name="one_ahead", daemon=True).start()
+    wanted.put(True)
     try:
-        pending = pool.submit(next, it, _END)
-        while (item := pending.result()) is not _END:
-            pending = pool.submit(next, it, _END)
+        while True:
+            ok, item = made.get()
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            wanted.put(True)
             yield item
-    finally:  # a caller that stops early does not wait for the next item
-        pool.shutdown(wait=False, cancel_futures=True)
+    finally:  # a caller that stops early lets the thread end after its item
+        wanted.put(False)

@@ -16,18 +16,21 @@ bit-reproducible across runs; use ``loader: memory`` when that matters.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import webdataset as wds
+from torch.utils.data import DataLoader
 
 from cvae.core.distributed import DistInfo, cpus_per_rank
-from cvae.core.errors import CVAEError
+from cvae.core.errors import CVAEError, plural
 from cvae.data.batches import Batch, epoch_seed
 from cvae.data.shards import (
     damaged_shard,
@@ -83,6 +86,32 @@ def _drop_split(s: tuple[int, torch.Tensor, str]) -> tuple[int, torch.Tensor]:
     return s[0], s[1]
 
 
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """SIGINT blocked while DataLoader workers start, so that they keep it
+    blocked: a terminal sends Ctrl-C to every process of the run, and the
+    training process alone answers it (it stops its workers itself). A Ctrl-C
+    meanwhile reaches it as the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _stop_workers(batches: Iterator[Any] | None) -> None:
+    """Stop a DataLoader iterator's worker processes now (nothing to do without
+    workers). Left to its finaliser, the shutdown swallows a Ctrl-C that lands
+    during it, and after an interrupted epoch it runs into the interpreter's
+    own shutdown, where the workers' exit is reported as a traceback."""
+    stop = getattr(batches, "_shutdown_workers", None)  # torch's own shutdown
+    if stop is not None:
+        stop()
+
+
 class ShardStream:
     """``steps`` batches of (uint8 images (B, 3, S, S), conditions) per epoch."""
 
@@ -110,7 +139,7 @@ class ShardStream:
         self.pin_memory = pin_memory
         if len(self.urls) < self.info.world_size:
             raise CVAEError(
-                f"{len(self.urls)} shard(s) in {shard_dir} cannot feed "
+                f"{plural(len(self.urls), 'shard')} in {shard_dir} cannot feed "
                 f"{self.info.world_size} ranks (one shard each at least): lower "
                 f"shard.shard_size to get >= {self.info.world_size} shards"
             )
@@ -120,9 +149,11 @@ class ShardStream:
         self.steps = n_items // (self.info.world_size * batch_size)
         self.items = self.steps * batch_size * self.info.world_size
         if self.steps < 1:
+            ranks = self.info.world_size
+            each = f" on each of {ranks} ranks" if ranks > 1 else ""
             raise CVAEError(
-                f"{n_items} items give no full batch of {batch_size} on each of "
-                f"{self.info.world_size} rank(s): lower batch_size"
+                f"{plural(n_items, 'item')}: no full batch of {batch_size}{each}: "
+                "lower batch_size"
             )
 
     def _dataset(self, epoch: int) -> wds.WebDataset:
@@ -147,7 +178,8 @@ class ShardStream:
         """Nothing is held: batches are decoded as they are needed."""
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        loader = wds.WebLoader(
+        """This epoch's batches; closing the generator stops the workers."""
+        loader = DataLoader(
             self._dataset(epoch),
             batch_size=None,
             num_workers=self.num_workers,
@@ -156,11 +188,16 @@ class ShardStream:
         gen = torch.Generator().manual_seed(
             epoch_seed(self.seed, epoch) * 1_000 + self.info.rank
         )
+        batches = None
         try:
-            for ids, images in itertools.islice(loader, self.steps):
+            with _ctrl_c_held():
+                batches = iter(loader)  # starts the workers
+            for ids, images in itertools.islice(batches, self.steps):
                 yield images, self.lookup(torch.as_tensor(ids), gen)
         except CVAEError as e:
             raise _worker_error(e) from None
+        finally:
+            _stop_workers(batches)
 
 
 class ShardSplit:

@@ -15,7 +15,6 @@ metadata, so loading rebuilds the network without params.yaml.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -31,9 +30,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cvae.core.device import resolve_device
-from cvae.core.errors import CVAEError
+from cvae.core.errors import CVAEError, plural
 from cvae.core.files import atomic_open
-from cvae.core.progress import bar, step_bar
+from cvae.core.progress import bar, number, say, step_bar
 from cvae.data import fashion
 from cvae.data.batches import epoch_order
 from cvae.data.prompts import CLASS_NAMES, by_class
@@ -91,12 +90,12 @@ def train_classifier(
     cfg: ClassifierParams,
     *,
     model_cfg: ClassifierConfig | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> tuple[Classifier, list[dict[str, Any]]]:
     """Train a classifier with Adam on images uint8 (N, 1, 28, 28), labels (N,).
 
     Seeded: the same seed and data give the same weights on CPU. Returns (the
-    model in eval mode, one metrics dict per epoch, each also logged as JSON).
+    model in eval mode, one metrics dict per epoch, each also logged as a line).
     """
     model_cfg = model_cfg or ClassifierConfig()
     if len(images) != len(labels) or images.ndim != 4:
@@ -146,7 +145,10 @@ def train_classifier(
             "seconds": round(secs, 3),
         }
         history.append(row)
-        log(json.dumps(row))
+        log(
+            f"classifier epoch {epoch + 1}/{cfg.epochs}  loss {number(row['loss'])}  "
+            f"train accuracy {number(row['train_accuracy'])}  | {secs:.1f} s"
+        )
     return model.eval(), history
 
 
@@ -178,7 +180,9 @@ def accuracy(
 ) -> float:
     """Share of images (N, 1, 28, 28) uint8 whose predicted label is ``labels`` (N,)."""
     if len(images) != len(labels):
-        raise CVAEError(f"{len(images)} images but {len(labels)} labels")
+        raise CVAEError(
+            f"{plural(len(images), 'image')} but {plural(len(labels), 'label')}"
+        )
     if len(images) == 0:
         raise CVAEError("accuracy of no images is undefined")
     pred = predict(classifier, images, batch_size=batch_size)

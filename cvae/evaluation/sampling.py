@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -67,7 +70,10 @@ def image_format(path: str | os.PathLike) -> str:
 
 MAX_GRID_PIXELS = 64_000_000  # an upscaled grid beyond this is refused
 GRID_PADDING = 2  # pixels between tiles (white)
-LABEL_FONT_SIZE = 11  # Pillow's bundled font: the same pixels on every machine
+LABEL_FONT_SIZE = 11  # both label fonts ship with a dependency: same pixels anywhere
+# DejaVu Sans (accented Latin, Greek, Cyrillic...) as matplotlib ships it, for
+# labels beyond ASCII: Pillow's bundled font draws most of those as boxes.
+UNICODE_FONT = Path("mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
 TITLE_LINES = 3  # a longer title is cut, its last line ending in an ellipsis
 
 
@@ -131,15 +137,15 @@ def labelled(picture, labels: list[str], *, tile: int, width: int, pad: int):
     """``picture`` (a grid of rows ``tile`` px high, ``pad`` px apart) with
     ``labels`` in a column on its left, one per row, word-wrapped to ``width``
     and clipped to the row."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    font = ImageFont.load_default(size=LABEL_FONT_SIZE)
     out = Image.new("RGB", (width + picture.width, picture.height), "white")
     out.paste(picture, (width, 0))
     draw = ImageDraw.Draw(out)
     line_h = LABEL_FONT_SIZE + 1
     for row, text in enumerate(labels):
         top = pad + row * (tile + pad)
+        font = label_font(text)
         lines = wrap(text, font, width - 2 * GRID_PADDING)[: max(1, tile // line_h)]
         for i, line in enumerate(lines):
             draw.text((GRID_PADDING, top + i * line_h), line, fill="black", font=font)
@@ -149,9 +155,9 @@ def labelled(picture, labels: list[str], *, tile: int, width: int, pad: int):
 def titled(picture, text: str):
     """``picture`` below a white band holding ``text``, word-wrapped to its width
     in at most TITLE_LINES lines."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    font = ImageFont.load_default(size=LABEL_FONT_SIZE)
+    font = label_font(text)
     line_h = LABEL_FONT_SIZE + 1
     lines = wrap(text, font, picture.width - 2 * GRID_PADDING, TITLE_LINES)
     band = 2 * GRID_PADDING + line_h * len(lines)
@@ -163,6 +169,24 @@ def titled(picture, text: str):
             (GRID_PADDING, GRID_PADDING + i * line_h), line, fill="black", font=font
         )
     return out
+
+
+def label_font(text: str):
+    """The font for one label: Pillow's bundled one for ASCII text, DejaVu Sans
+    (``UNICODE_FONT``) for text with any other character, both LABEL_FONT_SIZE."""
+    return _font(unicode=not text.isascii())
+
+
+@functools.cache
+def _font(*, unicode: bool):
+    from PIL import ImageFont
+
+    if unicode:
+        spec = importlib.util.find_spec("matplotlib")  # found, not imported
+        for folder in (spec and spec.submodule_search_locations) or []:
+            if (path := Path(folder) / UNICODE_FONT).is_file():
+                return ImageFont.truetype(str(path), LABEL_FONT_SIZE)
+    return ImageFont.load_default(size=LABEL_FONT_SIZE)
 
 
 def wrap(text: str, font, width: int, max_lines: int | None = None) -> list[str]:

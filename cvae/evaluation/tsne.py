@@ -26,7 +26,7 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
 from cvae.core.device import resolve_device
-from cvae.core.errors import CVAEError
+from cvae.core.errors import CVAEError, plural
 from cvae.core.files import atomic_path
 from cvae.data import fashion
 from cvae.data.batches import MemoryBatches
@@ -52,7 +52,9 @@ def latent_means(
     images: uint8 (N, C, H, W) or float in [0, 1]; conds: (N,) labels or (N, D).
     """
     if len(images) != len(conds):
-        raise CVAEError(f"{len(images)} images but {len(conds)} conditions")
+        raise CVAEError(
+            f"{plural(len(images), 'image')} but {plural(len(conds), 'condition')}"
+        )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -4,7 +4,8 @@ Guarantees: seeded (same seed, same data -> same weights on CPU), resumable
 (a state file after every epoch; a killed run continues from the last complete
 epoch and ends with the weights an uninterrupted run would have), a NaN guard
 (a non-finite loss stops the run, naming the step, and the last good state is
-kept), one JSON line of metrics per epoch.
+kept), one line of metrics per epoch for people (the history file keeps them
+exact), a bar within each epoch on a terminal.
 
 Data: a ``cvae.data.batches.BatchSource`` (in memory or streamed from shards, the
 loop cannot tell) and optionally a ``HeldOut`` split scored each epoch.
@@ -35,9 +36,9 @@ import torch
 
 from cvae.core import distributed
 from cvae.core.device import resolve_device
-from cvae.core.errors import CVAEError
+from cvae.core.errors import CVAEError, plural
 from cvae.core.files import write_json
-from cvae.core.progress import step_bar
+from cvae.core.progress import bar, number, say, step_bar
 from cvae.data.batches import BatchSource, HeldOut
 from cvae.models import ConditionalVAE
 from cvae.models.base import to_float_images
@@ -83,6 +84,36 @@ def interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def _terms(row: dict[str, Any], prefix: str = "") -> str:
+    return "  ".join(f"{k} {number(row[prefix + k])}" for k in ("loss", "recon", "kl"))
+
+
+def epoch_line(row: dict[str, Any], *, epochs: int, seconds: float, items: int) -> str:
+    """One history row for people: ``epoch 3/25  loss 244.79  recon 232.04  kl
+    12.75  | val loss 244.88  recon 232.10  kl 12.78  | 163.2 s, 261 img/s``."""
+    parts = [f"epoch {row['epoch']}/{epochs}  {_terms(row)}"]
+    if "val_loss" in row:
+        parts.append(f"val {_terms(row, 'val_')}")
+    speed = f"{seconds:.1f} s, {items / max(seconds, 1e-9):.0f} img/s"
+    if "world_size" in row:
+        speed += f" on {row['world_size']} ranks"
+    return "  | ".join([*parts, speed])
+
+
+def summary(history: list[dict[str, Any]]) -> str:
+    """A finished run in a few words: ``25 epochs, val loss 231.20 (recon
+    219.03, kl 12.17)`` (the last epoch; its training loss without a val split)."""
+    if not history:
+        return plural(0, "epoch")
+    last = history[-1]
+    pre = "val_" if "val_loss" in last else ""
+    return (
+        f"{plural(len(history), 'epoch')}, {pre.replace('_', ' ')}loss "
+        f"{number(last[pre + 'loss'])} (recon {number(last[pre + 'recon'])}, "
+        f"kl {number(last[pre + 'kl'])})"
+    )
+
+
 def fingerprint(*parts: Any) -> str:
     """sha256 of JSON-able parts and arrays: identifies one training run."""
     h = hashlib.sha256()
@@ -113,7 +144,7 @@ class Trainer:
         history_path: str | os.PathLike | None = None,
         val: HeldOut | None = None,
         run_id: str = "",
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = say,
     ):
         self.cfg = cfg
         device = resolve_device(cfg.device)
@@ -232,12 +263,25 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, c.to(self.device, non_blocking=True)
 
+    @contextlib.contextmanager
     def _epoch_batches(
         self, epoch: int
-    ) -> tuple[int, int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-        """(steps, items on all ranks, batches on the device) of one epoch."""
-        it = (self._to_device(x, c) for x, c in self.data.epoch(epoch))
-        return self.data.steps, self.data.items, it
+    ) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        """The batches of one epoch, on the device.
+
+        The source is closed as the block ends, finished or interrupted: a
+        streamed source stops its loader workers then, in plain view, where a
+        Ctrl-C that lands meanwhile interrupts the run. Left to the garbage
+        collector, their shutdown would swallow that Ctrl-C, or outlive the run
+        and report the workers' exit into the interpreter's own shutdown.
+        """
+        source = self.data.epoch(epoch)
+        try:
+            yield (self._to_device(x, c) for x, c in source)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
     @torch.no_grad()
     def evaluate_loss(self) -> dict[str, float]:
@@ -246,7 +290,10 @@ class Trainer:
         self.model.eval()
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
         n = 0
-        for x, c in self.val.ordered(self.cfg.batch_size * 4):
+        size = self.cfg.batch_size * 4
+        steps = -(-len(self.val) // size)
+        batches = bar(self.val.ordered(size), "validation", total=steps, unit="batch")
+        for x, c in batches:
             terms = self._step(*self._to_device(x, c), train=False)
             for k in sums:
                 sums[k] += terms[k].item()
@@ -256,31 +303,34 @@ class Trainer:
 
     def _run_epoch(self, epoch: int, check_every: int) -> None:
         """One epoch: steps, the NaN guard, the history row, the state file."""
-        steps, n, batches = self._epoch_batches(epoch)
+        steps, n = self.data.steps, self.data.items  # n: items on all ranks
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         t0 = time.perf_counter()
-        bar = step_bar(
-            steps,
-            f"epoch {epoch + 1}/{self.cfg.epochs}",
-            quiet=not self.dist.is_main,
-        )
-        for step, (x, c) in zip(bar, batches, strict=False):
-            terms = self._step(x, c)
-            loss = terms["loss"] / len(x)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            sums += torch.stack(
-                [terms[k].detach().double() for k in ("loss", "recon", "kl")]
-            )
-            if step % check_every == 0 or step == steps - 1:
-                # summed over ranks, so that every rank stops together
-                value = distributed.all_sum(loss.detach().clone(), self.dist).item()
-                if not math.isfinite(value):
-                    raise self._non_finite(
-                        f"({value}) at epoch {epoch + 1} step {step + 1}"
-                    )
-                bar.set_postfix(loss=f"{value / self.dist.world_size:.2f}")
+        desc = f"epoch {epoch + 1}/{self.cfg.epochs}"
+        with (
+            self._epoch_batches(epoch) as batches,
+            step_bar(steps, desc, quiet=not self.dist.is_main) as steps_bar,
+        ):
+            for step, (x, c) in zip(steps_bar, batches, strict=False):
+                terms = self._step(x, c)
+                loss = terms["loss"] / len(x)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                sums += torch.stack(
+                    [terms[k].detach().double() for k in ("loss", "recon", "kl")]
+                )
+                if step % check_every == 0 or step == steps - 1:
+                    # summed over ranks, so that every rank stops together
+                    total = distributed.all_sum(loss.detach().clone(), self.dist)
+                    value = total.item()
+                    if not math.isfinite(value):
+                        raise self._non_finite(
+                            f"({value}) at epoch {epoch + 1} step {step + 1}"
+                        )
+                    loss_text = f"{value / self.dist.world_size:.2f}"
+                    # shown at the bar's next refresh (at most once a second)
+                    steps_bar.set_postfix(loss=loss_text, refresh=False)
         totals = distributed.all_sum(sums, self.dist).tolist()
         if not all(math.isfinite(v) for v in totals):
             raise self._non_finite(f"in epoch {epoch + 1}")
@@ -299,8 +349,7 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             row.update(self.evaluate_loss())
         self.history.append(row)  # no timings: the same run, the same bytes
-        speed = {"seconds": round(secs, 3), "images_per_s": round(n / secs, 1)}
-        self.log(json.dumps(row | speed))
+        self.log(epoch_line(row, epochs=self.cfg.epochs, seconds=secs, items=n))
         if self.dist.is_main:
             save_state(self.state_path, self._state(epoch + 1))
         self.saved_epoch = epoch + 1  # on disk now, whatever comes next

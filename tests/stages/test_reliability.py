@@ -183,6 +183,13 @@ def test_sigkill_mid_epoch_resumes_to_the_same_weights(tiny_fashion, tmp_path) -
     assert set(temp_files(cut)) <= left_by_kill and not temp_files(full)
 
 
+# One finished epoch as printed: rounded terms, the held-out ones, the speed.
+EPOCH_LINE = re.compile(
+    r"epoch \d+/\d+  loss [\d.]+  recon [\d.]+  kl [\d.e-]+  \| "
+    r"val loss [\d.]+  recon [\d.]+  kl [\d.e-]+  \| [\d.]+ s, \d+ img/s"
+)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_says_how_to_resume_and_a_changed_param_is_named(
     tiny_fashion, tmp_path, sig
@@ -207,11 +214,15 @@ def test_interrupt_says_how_to_resume_and_a_changed_param_is_named(
         assert p.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     p.send_signal(sig)
-    _, err = p.communicate(timeout=120)
+    out_text, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
-    line = [x for x in err.splitlines() if x.startswith("interrupted")]
-    assert len(line) == 1 and "Traceback" not in err, err
-    assert f"is kept in {out / 'resume.pt'}: re-run the same command" in line[0]
+    # Piped: no bar, no traceback at exit, only the one line that says what to do
+    # (and on stdout only the epochs that finished, one line each).
+    [line] = err.splitlines()
+    assert re.fullmatch(r"interrupted in epoch \d+: the state after epoch \d+ .*", line)
+    assert f"is kept in {out / 'resume.pt'}: re-run the same command" in line
+    epochs = out_text.splitlines()
+    assert epochs and all(EPOCH_LINE.fullmatch(x) for x in epochs), out_text
 
     # Another learning rate: the state is not resumed, and the message says why.
     section["train"]["lr"] = 0.002

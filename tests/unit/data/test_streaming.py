@@ -216,3 +216,63 @@ def test_conditions_equal_a_naive_lookup_of_the_caption_table(coco) -> None:
         assert torch.equal(got.train_conds.vectors[a : a + n], want)
         assert torch.equal(got.eval_conds[k], want[0])
         assert got.captions[k] == mine[0]["caption"]
+
+
+def test_an_interrupted_stream_epoch_stops_its_workers_first(
+    coco, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Ctrl-C in an epoch of the streamed loader: its decoding workers are
+    stopped before the one line is printed (none is left for the interpreter's
+    exit to reap), and a Ctrl-C while an epoch's workers stop ends the run
+    rather than being swallowed by their shutdown."""
+    import multiprocessing
+
+    from conftest import train_config
+    from torch.utils.data import dataloader
+
+    from cvae.data.stream import ShardStream, id_lookup
+    from cvae.training.trainer import Trainer
+
+    train = _in_memory(coco, "train")
+    earlier = set(multiprocessing.active_children())
+
+    def trainer(name: str) -> Trainer:
+        model, _ = load_model(coco.model, torch.device("cpu"), expect_arch="image")
+        lookup = id_lookup(train.ids, train.train_conds)
+        data = ShardStream(
+            coco.root / "shards64", lookup, len(train.ids), 2, num_workers=1
+        )
+        cfg = train_config(epochs=3, batch_size=2, device="cpu")
+        return Trainer(
+            model.train(), cfg, data, state_path=tmp_path / name, log=lambda s: None
+        )
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    in_a_step = trainer("step.pt")
+    monkeypatch.setattr(in_a_step, "_step", ctrl_c)
+    with pytest.raises(SystemExit, match="130") as stopped:
+        in_a_step.fit()
+    # the exception is alive still, as it is while the interpreter exits
+    assert stopped.value.__context__ is not None
+    assert set(multiprocessing.active_children()) <= earlier
+    assert capsys.readouterr().err.startswith("interrupted in epoch 1: ")
+
+    stop = dataloader._MultiProcessingDataLoaderIter._shutdown_workers
+    pressed: list[bool] = []
+
+    def stop_then_ctrl_c(self) -> None:
+        stop(self)
+        if not pressed:
+            pressed.append(True)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        dataloader._MultiProcessingDataLoaderIter, "_shutdown_workers", stop_then_ctrl_c
+    )
+    with pytest.raises(SystemExit, match="130"):
+        trainer("stop.pt").fit()
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("interrupted in epoch 1: ")
+    assert set(multiprocessing.active_children()) <= earlier

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 from conftest import make_model, typed_params, write_params
 
 from cvae.core.errors import CVAEError
+from cvae.core.progress import number
 from cvae.data import fashion
 from cvae.evaluation.classifier import (
     accuracy,
@@ -172,3 +174,16 @@ def test_stage_error_is_one_line(tmp_path, tiny_fashion, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "epoch" in err
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_each_epoch_is_one_line_for_people(tiny_fashion) -> None:
+    images, labels = _split(tiny_fashion, "train")
+    lines: list[str] = []
+    cfg = clf_config(epochs=1, batch_size=64, device="cpu")
+    _, history = train_classifier(images[:128], labels[:128], cfg, log=lines.append)
+    [row] = history
+    [line] = lines
+    assert line.startswith(
+        f"classifier epoch 1/1  loss {number(row['loss'])}  train accuracy "
+    )
+    assert re.fullmatch(r".*train accuracy [\d.]+  \| \d+\.\d s", line)

@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -7,9 +8,10 @@ from conftest import make_model, train_config
 
 from cvae.core.device import resolve_device
 from cvae.core.errors import CVAEError
+from cvae.core.progress import number
 from cvae.data import fashion
-from cvae.data.batches import MemoryBatches
-from cvae.training.trainer import Trainer
+from cvae.data.batches import MemoryBatches, MemorySplit
+from cvae.training.trainer import Trainer, epoch_line, summary
 
 
 def _data(tiny_fashion, n=256):
@@ -107,3 +109,59 @@ def test_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(CVAEError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+ROW = {"epoch": 3, "loss": 244.7912, "recon": 232.0411, "kl": 12.7501}
+VAL = {"val_loss": 244.8803, "val_recon": 232.1, "val_kl": 0.0123456}
+
+
+def test_an_epoch_and_a_run_read_as_text() -> None:
+    assert epoch_line(ROW | VAL, epochs=25, seconds=163.24, items=42_600) == (
+        "epoch 3/25  loss 244.79  recon 232.04  kl 12.75  "
+        "| val loss 244.88  recon 232.10  kl 0.01235  | 163.2 s, 261 img/s"
+    )
+    ranks = ROW | {"world_size": 2}
+    assert epoch_line(ranks, epochs=3, seconds=2.0, items=512) == (
+        "epoch 3/3  loss 244.79  recon 232.04  kl 12.75  | 2.0 s, 256 img/s on 2 ranks"
+    )
+    assert summary([ROW, ROW | VAL]) == (
+        "2 epochs, val loss 244.88 (recon 232.10, kl 0.01235)"
+    )
+    assert summary([ROW]) == "1 epoch, loss 244.79 (recon 232.04, kl 12.75)"
+    assert summary([]) == "0 epochs"
+
+
+def test_epochs_print_for_people_and_the_history_keeps_every_digit(
+    tiny_fashion, tmp_path, monkeypatch
+) -> None:
+    """On a terminal a bar moves within each epoch (stderr); each finished
+    epoch is one rounded line; the history file holds the exact numbers."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stderr = Terminal()
+    monkeypatch.setattr("sys.stderr", stderr)
+    x, y = _data(tiny_fashion)
+    torch.manual_seed(0)
+    cfg = train_config(epochs=2, batch_size=32, device="cpu")
+    lines: list[str] = []
+    hist = Trainer(
+        make_model("fc", hidden_dims=[64, 32], latent_dim=8),
+        cfg,
+        MemoryBatches(x, y, batch_size=cfg.batch_size, seed=cfg.seed),
+        state_path=tmp_path / "s.pt",
+        history_path=tmp_path / "h.json",
+        val=MemorySplit(x[:64], y[:64]),
+        log=lines.append,
+    ).fit()
+    assert "epoch 1/2" in stderr.getvalue() and "epoch 2/2" in stderr.getvalue()
+    assert "validation" in stderr.getvalue()
+    assert len(lines) == 2
+    for line, row in zip(lines, hist, strict=True):
+        assert line.startswith(f"epoch {row['epoch']}/2  loss {number(row['loss'])}  ")
+        assert f"| val loss {number(row['val_loss'])}  " in line
+        assert re.search(r"  \| \d+\.\d s, \d+ img/s$", line)
+    assert json.loads((tmp_path / "h.json").read_text()) == hist  # every digit
