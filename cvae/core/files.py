@@ -48,6 +48,14 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def existing_folder(path: str | os.PathLike) -> Path:
+    """The nearest folder above ``path`` that exists (where it would be created)."""
+    folder = Path(path).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder
+
+
 def check_writable(*paths: str | os.PathLike | None) -> None:
     """Each output can be created: its nearest existing ancestor folder takes a
     new file (probed, then removed; nothing is left behind), and there is room
@@ -59,9 +67,7 @@ def check_writable(*paths: str | os.PathLike | None) -> None:
     for p in paths:
         if p is None:  # an optional output not asked for
             continue
-        folder = Path(p).absolute().parent
-        while not folder.exists():
-            folder = folder.parent
+        folder = existing_folder(p)
         try:
             if not folder.is_dir():
                 raise NotADirectoryError(20, "a file stands where a folder is needed")
@@ -98,13 +104,10 @@ def check_space(*paths: str | os.PathLike | None) -> None:
     for p in paths:
         if p is None:
             continue
-        path = Path(p).absolute()
-        folder = path.parent
-        while not folder.exists():
-            folder = folder.parent
+        folder = existing_folder(p)
         dev = folder.stat().st_dev
         where, size = need.get(dev, (folder, 0))
-        need[dev] = (where, size + tree_size(path))
+        need[dev] = (where, size + tree_size(p))
     for where, size in need.values():
         if size == 0:
             continue
