@@ -36,17 +36,20 @@ Info = Annotated[Path | None, typer.Option(help="info JSON: the non-numeric fact
 def load(path: Path) -> Params:
     """The validated params of a stage, with torch's CPU numerics set.
 
-    - threads = ``cpu_threads``: reductions are split by thread, so the count is
-      part of the result (and a param DVC tracks), not a property of the machine;
+    - threads = ``cpu_threads`` for torch, OpenMP and OpenBLAS: reductions are
+      split by thread, so the count is part of the result (and a param DVC
+      tracks), not a property of the machine;
     - denormal floats flushed to zero (FTZ/DAZ, the same on every x86-64 CPU):
       after a few epochs the CVAE weights and Adam states hold denormals, which
       the CPU handles in microcode, several times slower per step.
     """
     import torch
 
+    from cvae.core.numerics import set_threads
+
     p = load_params(path)
     torch.set_flush_denormal(True)  # before the thread pool starts: inherited
-    torch.set_num_threads(p.cpu_threads)
+    set_threads(p.cpu_threads)
     return p
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cvae.core.files import check_writable, write_json
+from cvae.core.files import check_writable, write_info, write_json
 from cvae.data.fashion import build_dataset
 from stages._common import load, stage_main
 
@@ -29,7 +29,7 @@ def main(
     if summary is not None:
         write_json(summary, {k: stats[k] for k in ("train", "test")})
     if info is not None:  # per-class counts describe the data: not compared
-        write_json(info, {k: stats[k] for k in ("train_per_class", "test_per_class")})
+        write_info(info, {k: stats[k] for k in ("train_per_class", "test_per_class")})
     print(f"fashion_data: {stats['train']} train, {stats['test']} test images -> {out}")
 
 

@@ -217,7 +217,16 @@ def write_record(
     numbers, rest = split_record(record)
     write_json(metrics, numbers)
     if info is not None:
-        write_json(info, rest | ({"params": params} if params is not None else {}))
+        write_info(info, rest | ({"params": params} if params is not None else {}))
+
+
+def write_info(path: str | os.PathLike, facts: dict[str, Any]) -> None:
+    """An info file: ``facts`` and, under "machine", the CPU, torch and numerics
+    settings the outputs were computed with
+    (:func:`cvae.core.numerics.machine_record`)."""
+    from cvae.core.numerics import machine_record
+
+    write_json(path, facts | {"machine": machine_record()})
 
 
 def _swap_in(tmp: Path, path: Path) -> None:

@@ -2,7 +2,8 @@
 
 The library takes the parsed JSON and the revisions' info files (it never runs
 dvc or git); the CLI runs them. Every experiment, the workspace and every commit
-become records; identical results are shown once, with all their names; a row
+become records; results equal to the precision shown are one row, with all
+their names; runs that differ only in the training seed get a spread table; a row
 whose outputs did not come from its revision's params is flagged stale.
 """
 
@@ -13,6 +14,7 @@ import re
 from typing import Any
 
 from cvae.experiments.lineage import MISSING, changed_params, differences, lookup
+from cvae.experiments.spread import spread_table
 from cvae.models import FASHION_ARCHS
 
 # The paper's numbers (Table 1: Fashion-MNIST test set; Table 2: COCO).
@@ -350,10 +352,17 @@ def report(
 ) -> str:
     """Both tables as markdown (``infos``: see :func:`records`)."""
     recs = records(exp_show, infos)
+    seeds = spread_table(recs, PAPER_TABLE1)
+    if seeds:
+        seeds = (
+            "\n\n**Table 1 over training seeds** (runs that differ only in "
+            "`fashion.train.seed`: mean ± standard deviation (range))\n\n" + seeds
+        )
     return (
         "**Table 1 — Fashion-MNIST (10k test set)**\n\n"
         + table1(recs)
         + unshown(recs, "fashion")
+        + seeds
         + "\n\n**Table 2 — COCO (held-out split)**\n\n"
         + table2(recs)
         + unshown(recs, "coco")
@@ -363,8 +372,9 @@ def report(
 
 
 LEGEND = (
-    "Rows: `workspace`, `commit <sha> (<branch>)`, or an experiment's name; one "
-    "row per distinct result, with every revision that holds it. *stale*: "
+    "Rows: `workspace`, `commit <sha> (<branch>)`, or an experiment's name; "
+    "revisions share a row only when every number agrees to the precision "
+    "shown (then the row names them all). *stale*: "
     "whether the outputs came from the revision's params (the evaluation "
     "records the params of its whole lineage): `no`, `?` (outputs made before "
     "this record existed), or the keys that differ. *classifier acc.*: test "

@@ -4,6 +4,7 @@ environment a 1-core machine and a different vector ISA would bring."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,36 @@ def test_training_stage_bytes_do_not_depend_on_the_machine(
         )
     assert outs[0].keys() == outs[1].keys() and len(outs[0]) >= 2
     assert outs[0] == outs[1]
+
+
+def test_this_cpu_gives_the_reference_cpus_bytes(
+    fashion_root: Path, coco_sample: Path
+) -> None:
+    """The committed claim: the short check (one epoch of each model, CLIP,
+    FID's algebra, t-SNE) gives the reference CPU's bytes on this CPU."""
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.same_bytes"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("this CPU:") and lines[1].startswith("reference CPU:")
+    assert lines[-1] == "9 of 9 outputs are the reference's bytes"
+
+
+def test_the_check_names_what_differs() -> None:
+    from benchmarks.same_bytes import REFERENCE, compare
+
+    ref = json.loads(REFERENCE.read_text())
+    new = json.loads(REFERENCE.read_text())
+    new["outputs"]["fc 1 epoch"]["md5"] = "0" * 32
+    new["outputs"]["fc 1 epoch"]["val_loss"] += 0.5
+    new["settings"] = "other"
+    lines = compare(ref, new)
+    fc = next(line for line in lines if "fc 1 epoch" in line)
+    assert "DIFFERENT BYTES" in fc and "(reference " in fc
+    assert any(line.startswith("! the settings differ") for line in lines)
+    n = len(ref["outputs"])
+    assert lines[-1] == f"{n - 1} of {n} outputs are the reference's bytes"

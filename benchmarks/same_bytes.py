@@ -1,0 +1,252 @@
+"""Does this CPU give the reference CPU's bytes? A short run of every kind of
+float work the pipeline does, compared with the values committed for the
+reference CPU.
+
+    python -m benchmarks.same_bytes                  # compare, exit 1 on a difference
+    python -m benchmarks.same_bytes --json run.json  # also keep this run's record
+    python -m benchmarks.same_bytes --record         # make this CPU the reference
+
+What runs, with the pipeline's code, its pinned numerics and ``params.yaml``
+(``cpu_threads`` included): the Fashion-MNIST data step on a fixed subset
+(2,048 training and 512 test images); one epoch of each Fashion-MNIST
+architecture (``fc``, ``conv``, and ``gmm`` with its fitted mixture prior: MKL's
+LAPACK) and of the classifier; the pipeline's randomly initialised CLIP
+(``embed.model``, ``embed.seed``) on 16 captions and 8 images of the COCO sample;
+FID's algebra (covariances, eigenvalues) and t-SNE on the models' test latents.
+Each output is compared by the md5 of its bytes and by its headline number
+(validation loss, test accuracy, embedding norm), so a difference shows how far
+it moved. About a minute on 2 cores.
+
+The params must be the reference's (the committed ``params.yaml``): the check
+fingerprints the settings it uses and says so when they differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import stages  # noqa: F401  (pins the CPU numerics before torch is imported)
+from cvae.core import numerics
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = Path(__file__).with_name("same_bytes.json")
+TRAIN_IMAGES, TEST_IMAGES = 2048, 512
+CAPTIONS, IMAGES = 16, 8
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def _file_md5(path: Path) -> str:
+    return _md5(path.read_bytes())
+
+
+def _settings(p: Any) -> dict[str, Any]:
+    """The params the check runs with: ``params.yaml`` with one epoch everywhere."""
+    f = p.fashion
+    one = {"epochs": 1}
+    fashion = f.model_copy(
+        update={
+            "data": f.data.model_copy(
+                update={"train_limit": TRAIN_IMAGES, "test_limit": TEST_IMAGES}
+            ),
+            "train": f.train.model_copy(update=one | {"device": "cpu"}),
+            "classifier": f.classifier.model_copy(update=one | {"device": "cpu"}),
+            "model": f.model.model_copy(
+                update={"gmm": f.model.gmm.model_copy(update=one)}
+            ),
+        }
+    )
+    return {"fashion": fashion, "embed": p.embed, "coco_data": p.coco_data}
+
+
+def fingerprint(settings: dict[str, Any], threads: int) -> str:
+    """sha256 (12 hex) of the settings, so a run on other params is named as such."""
+    blob = json.dumps(
+        {k: v.model_dump(mode="json") for k, v in settings.items()} | {"t": threads},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _latent_algebra(d: Path, data: Path, tsne: Any) -> dict[str, dict[str, Any]]:
+    """NumPy/SciPy/scikit-learn on the test latents of the conv and gmm models:
+    the Frechet distance of their Gaussians (FID's algebra: covariances and
+    eigenvalues, OpenBLAS) and the conv latents' t-SNE (the pipeline's
+    settings)."""
+    import numpy as np
+    import torch
+
+    from cvae.data.fashion import load_dataset
+    from cvae.evaluation.fid import frechet_distance
+    from cvae.evaluation.tsne import latent_means, tsne_2d
+    from cvae.models.checkpoint import load_model
+
+    test = load_dataset(data)
+    images = torch.from_numpy(test["test_images"]).unsqueeze(1)
+    labels = torch.from_numpy(test["test_labels"])
+    z = {}
+    for arch in ("conv", "gmm"):
+        model, _ = load_model(d / f"{arch}.safetensors")
+        z[arch] = latent_means(model, images, labels).astype(np.float64)
+    stats = [(v.mean(axis=0), np.cov(v, rowvar=False)) for v in z.values()]
+    fd = frechet_distance(*stats[0], *stats[1])
+    points = tsne_2d(z["conv"], tsne.seed, perplexity=tsne.perplexity)
+    return {
+        "Frechet distance": {"md5": _md5(np.float64(fd).tobytes()), "value": fd},
+        "t-SNE": {
+            "md5": _md5(np.ascontiguousarray(points).tobytes()),
+            "spread": float(points.std()),
+        },
+    }
+
+
+def run(params_path: Path) -> dict[str, Any]:
+    """Run every step; returns the record (machine, settings, outputs)."""
+    import numpy as np
+    from PIL import Image
+
+    from cvae.clip.weights import load_clip
+    from cvae.data.fashion import build_dataset
+    from cvae.evaluation.classifier import train_fashion_classifier
+    from cvae.training.fashion import train_fashion
+    from stages._common import load
+
+    p = load(params_path)  # threads = cpu_threads, denormals flushed
+    s = _settings(p)
+    f, embed = s["fashion"], s["embed"]
+    out: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="same-bytes-") as tmp:
+        d = Path(tmp)
+        data = d / "dataset.npz"
+        build_dataset(
+            f.data.root,
+            data,
+            train_limit=f.data.train_limit,
+            test_limit=f.data.test_limit,
+            seed=f.data.seed,
+        )
+        out["fashion data"] = {"md5": _file_md5(data)}
+        for arch in ("fc", "conv", "gmm"):
+            model = d / f"{arch}.safetensors"
+            hist = train_fashion(
+                arch, f, data, model, d / f"{arch}.json", d / f"{arch}.pt"
+            )
+            out[f"{arch} 1 epoch"] = {
+                "md5": _file_md5(model),
+                "val_loss": hist[-1]["val_loss"],
+            }
+        out |= _latent_algebra(d, data, f.tsne)
+        clf = d / "classifier.safetensors"
+        m = train_fashion_classifier(f.classifier, data, clf)
+        out["classifier 1 epoch"] = {
+            "md5": _file_md5(clf),
+            "test_accuracy": m["test_accuracy"],
+        }
+    enc = load_clip(embed.model, embed.pretrained, "cpu", seed=embed.seed)
+    coco = s["coco_data"]
+    captions_path = (ROOT / coco.captions).resolve()
+    annotations = json.loads(captions_path.read_text())["annotations"]
+    annotations = sorted(annotations, key=lambda a: a["id"])[:CAPTIONS]
+    texts = enc.embed_texts([a["caption"] for a in annotations], batch_size=8)
+    files = sorted((ROOT / coco.images).resolve().glob("*.jpg"))[:IMAGES]
+    images = enc.embed_images(
+        [Image.open(x).convert("RGB") for x in files], batch_size=8
+    )
+    for name, arr in (("CLIP captions", texts), ("CLIP images", images)):
+        arr = np.ascontiguousarray(arr, dtype="<f4")
+        out[name] = {
+            "md5": _md5(arr.tobytes()),
+            "mean_norm": float(np.linalg.norm(arr, axis=1).mean()),
+        }
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": numerics.machine_record(),
+        "settings": fingerprint(s, p.cpu_threads),
+        "random_clip": enc.random_init,
+        "outputs": out,
+    }
+
+
+def compare(ref: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Lines of the comparison; the last says how many outputs match."""
+    lines = [
+        f"this CPU:      {new['machine']['cpu']} ({new['machine']['cpu_vendor']}), "
+        f"{new['machine']['threads']} threads, torch {new['machine']['torch']}",
+        f"reference CPU: {ref['machine']['cpu']} ({ref['machine']['cpu_vendor']}), "
+        f"{ref['machine']['threads']} threads, torch {ref['machine']['torch']}, "
+        f"recorded {ref['date']}",
+        "numerics: "
+        + ", ".join(f"{k}={v}" for k, v in new["machine"]["numerics"].items()),
+    ]
+    if new["settings"] != ref["settings"]:
+        lines.append(
+            f"! the settings differ from the reference's ({new['settings']} vs "
+            f"{ref['settings']}): run with the committed params.yaml"
+        )
+    if new["machine"]["torch"] != ref["machine"]["torch"]:
+        lines.append("! another torch version: bytes are not promised across versions")
+    same = 0
+    width = max(map(len, new["outputs"]))
+    for name, o in new["outputs"].items():
+        r = ref["outputs"].get(name, {})
+        number = next((k for k in o if k != "md5"), None)
+        if o["md5"] == r.get("md5"):
+            same += 1
+            verdict = "same bytes"
+        else:
+            verdict = "DIFFERENT BYTES"
+        detail = ""
+        if number is not None:
+            detail = f"  {number} {o[number]:.6f}"
+            if verdict != "same bytes" and number in r:
+                detail += f" (reference {r[number]:.6f})"
+        lines.append(f"  {name:<{width}}  {verdict}{detail}")
+    lines.append(f"{same} of {len(new['outputs'])} outputs are the reference's bytes")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--json", type=Path, help="also write this run's record here")
+    ap.add_argument(
+        "--label",
+        help="name this CPU in the output (default: the OS's model name; under "
+        "an emulator, which reports the host's, name the emulated CPU)",
+    )
+    ap.add_argument(
+        "--record", action="store_true", help=f"write the reference ({REFERENCE.name})"
+    )
+    args = ap.parse_args(argv)
+    new = run(args.params)
+    if args.label:
+        new["machine"]["cpu"] = args.label
+    text = json.dumps(new, indent=2) + "\n"
+    if args.json:
+        args.json.write_text(text)
+    if args.record:
+        REFERENCE.write_text(text)
+        print(f"reference recorded for {new['machine']['cpu']} -> {REFERENCE}")
+        return 0
+    if not REFERENCE.is_file():
+        print(
+            f"error: no reference {REFERENCE}: run with --record on the reference CPU"
+        )
+        return 2
+    lines = compare(json.loads(REFERENCE.read_text()), new)
+    print("\n".join(lines))
+    outputs = new["outputs"]
+    return 0 if lines[-1].startswith(f"{len(outputs)} of {len(outputs)}") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
