@@ -5,6 +5,7 @@ reference CPU.
     python -m benchmarks.same_bytes                  # compare, exit 1 on a difference
     python -m benchmarks.same_bytes --json run.json  # also keep this run's record
     python -m benchmarks.same_bytes --record         # make this CPU the reference
+    python -m benchmarks.same_bytes --small --against other.json  # two machines
 
 What runs, with the pipeline's code, its pinned numerics and ``params.yaml``
 (``cpu_threads`` included): the Fashion-MNIST data step on a fixed subset
@@ -19,6 +20,11 @@ it moved. About a minute on 2 cores.
 
 The params must be the reference's (the committed ``params.yaml``): the check
 fingerprints the settings it uses and says so when they differ.
+
+``--small`` (256 training and 128 test images, 2 captions, 1 image) is for slow
+machines and CPU emulators (QEMU's ``-cpu EPYC-Milan-v1`` answers CPUID as that
+CPU, which is what MKL, oneDNN and OpenBLAS dispatch on, about 300 times slower):
+run it on two machines and compare the records with ``--against``.
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ from cvae.core import numerics
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).with_name("same_bytes.json")
-TRAIN_IMAGES, TEST_IMAGES = 2048, 512
-CAPTIONS, IMAGES = 16, 8
+SIZES = {  # (training images, test images, captions, images)
+    "default": (2048, 512, 16, 8),
+    "small": (256, 128, 2, 1),
+}
 
 
 def _md5(data: bytes) -> str:
@@ -49,14 +57,14 @@ def _file_md5(path: Path) -> str:
     return _md5(path.read_bytes())
 
 
-def _settings(p: Any) -> dict[str, Any]:
+def _settings(p: Any, train: int, test: int) -> dict[str, Any]:
     """The params the check runs with: ``params.yaml`` with one epoch everywhere."""
     f = p.fashion
     one = {"epochs": 1}
     fashion = f.model_copy(
         update={
             "data": f.data.model_copy(
-                update={"train_limit": TRAIN_IMAGES, "test_limit": TEST_IMAGES}
+                update={"train_limit": train, "test_limit": test}
             ),
             "train": f.train.model_copy(update=one | {"device": "cpu"}),
             "classifier": f.classifier.model_copy(update=one | {"device": "cpu"}),
@@ -68,10 +76,11 @@ def _settings(p: Any) -> dict[str, Any]:
     return {"fashion": fashion, "embed": p.embed, "coco_data": p.coco_data}
 
 
-def fingerprint(settings: dict[str, Any], threads: int) -> str:
+def fingerprint(settings: dict[str, Any], threads: int, sizes: tuple) -> str:
     """sha256 (12 hex) of the settings, so a run on other params is named as such."""
     blob = json.dumps(
-        {k: v.model_dump(mode="json") for k, v in settings.items()} | {"t": threads},
+        {k: v.model_dump(mode="json") for k, v in settings.items()}
+        | {"t": threads, "sizes": list(sizes)},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -109,8 +118,9 @@ def _latent_algebra(d: Path, data: Path, tsne: Any) -> dict[str, dict[str, Any]]
     }
 
 
-def run(params_path: Path) -> dict[str, Any]:
-    """Run every step; returns the record (machine, settings, outputs)."""
+def run(params_path: Path, size: str = "default") -> dict[str, Any]:
+    """Run every step at ``size`` (a key of SIZES); returns the record
+    (machine, settings, outputs)."""
     import numpy as np
     from PIL import Image
 
@@ -121,7 +131,8 @@ def run(params_path: Path) -> dict[str, Any]:
     from stages._common import load
 
     p = load(params_path)  # threads = cpu_threads, denormals flushed
-    s = _settings(p)
+    n_train, n_test, n_captions, n_images = SIZES[size]
+    s = _settings(p, n_train, n_test)
     f, embed = s["fashion"], s["embed"]
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="same-bytes-") as tmp:
@@ -155,9 +166,9 @@ def run(params_path: Path) -> dict[str, Any]:
     coco = s["coco_data"]
     captions_path = (ROOT / coco.captions).resolve()
     annotations = json.loads(captions_path.read_text())["annotations"]
-    annotations = sorted(annotations, key=lambda a: a["id"])[:CAPTIONS]
+    annotations = sorted(annotations, key=lambda a: a["id"])[:n_captions]
     texts = enc.embed_texts([a["caption"] for a in annotations], batch_size=8)
-    files = sorted((ROOT / coco.images).resolve().glob("*.jpg"))[:IMAGES]
+    files = sorted((ROOT / coco.images).resolve().glob("*.jpg"))[:n_images]
     images = enc.embed_images(
         [Image.open(x).convert("RGB") for x in files], batch_size=8
     )
@@ -170,7 +181,8 @@ def run(params_path: Path) -> dict[str, Any]:
     return {
         "date": datetime.date.today().isoformat(),
         "machine": numerics.machine_record(),
-        "settings": fingerprint(s, p.cpu_threads),
+        "size": size,
+        "settings": fingerprint(s, p.cpu_threads, SIZES[size]),
         "random_clip": enc.random_init,
         "outputs": out,
     }
@@ -187,7 +199,12 @@ def compare(ref: dict[str, Any], new: dict[str, Any]) -> list[str]:
         "numerics: "
         + ", ".join(f"{k}={v}" for k, v in new["machine"]["numerics"].items()),
     ]
-    if new["settings"] != ref["settings"]:
+    if new.get("size") != ref.get("size"):
+        lines.append(
+            f"! this run is of the {new.get('size')} sizes, the record of the "
+            f"{ref.get('size')} ones: compare runs of one size (--against)"
+        )
+    elif new["settings"] != ref["settings"]:
         lines.append(
             f"! the settings differ from the reference's ({new['settings']} vs "
             f"{ref['settings']}): run with the committed params.yaml"
@@ -226,8 +243,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--record", action="store_true", help=f"write the reference ({REFERENCE.name})"
     )
+    ap.add_argument("--small", action="store_true", help="the small sizes (emulators)")
+    ap.add_argument(
+        "--against",
+        type=Path,
+        help="compare with this record (another machine's --json) instead of the "
+        "committed reference",
+    )
     args = ap.parse_args(argv)
-    new = run(args.params)
+    if args.record and args.small:
+        print("error: the reference is of the default sizes: drop --small")
+        return 2
+    ref_path = args.against or REFERENCE
+    if not args.record and not ref_path.is_file():
+        print(f"error: no record {ref_path}: make one with --json (or --record)")
+        return 2
+    new = run(args.params, "small" if args.small else "default")
     if args.label:
         new["machine"]["cpu"] = args.label
     text = json.dumps(new, indent=2) + "\n"
@@ -237,12 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         REFERENCE.write_text(text)
         print(f"reference recorded for {new['machine']['cpu']} -> {REFERENCE}")
         return 0
-    if not REFERENCE.is_file():
-        print(
-            f"error: no reference {REFERENCE}: run with --record on the reference CPU"
-        )
-        return 2
-    lines = compare(json.loads(REFERENCE.read_text()), new)
+    lines = compare(json.loads(ref_path.read_text()), new)
     print("\n".join(lines))
     outputs = new["outputs"]
     return 0 if lines[-1].startswith(f"{len(outputs)} of {len(outputs)}") else 1

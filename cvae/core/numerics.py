@@ -70,6 +70,20 @@ def set_threads(n: int) -> None:
     threadpool_limits(limits=n)  # NumPy/SciPy's OpenBLAS, scikit-learn's OpenMP
 
 
+def adam(params: Any, **options: Any) -> Any:
+    """``torch.optim.Adam`` with its fused kernel, on the CPU as on CUDA.
+
+    The fused kernel takes the square root of the second moment with the CPU's
+    own exact instruction. The default per-tensor path calls MKL's vector square
+    root, which under ``MKL_CBWR=COMPATIBLE`` is a software routine that gave
+    other bytes on another CPU (benchmarks/same-bytes.md); every other float of a
+    training step was the same there.
+    """
+    import torch
+
+    return torch.optim.Adam(params, fused=True, **options)
+
+
 def _has_avx2() -> bool:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:

@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from cvae.core import numerics
 from cvae.core.device import resolve_device
 from cvae.core.errors import CVAEError, plural
 from cvae.core.files import atomic_open
@@ -110,7 +111,7 @@ def train_classifier(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # initial weights and dropout masks
     model = Classifier(model_cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = numerics.adam(model.parameters(), lr=cfg.lr)
     n, bs = len(images), cfg.batch_size
     steps = math.ceil(n / bs)
     history: list[dict[str, Any]] = []

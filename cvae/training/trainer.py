@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cvae.core import distributed
+from cvae.core import distributed, numerics
 from cvae.core.device import resolve_device
 from cvae.core.errors import CVAEError, plural
 from cvae.core.files import write_json
@@ -171,7 +171,7 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=ids
             )
-        self.opt = torch.optim.Adam(
+        self.opt = numerics.adam(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
         self.history: list[dict[str, Any]] = []

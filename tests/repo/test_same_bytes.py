@@ -105,3 +105,19 @@ def test_the_check_names_what_differs() -> None:
     assert any(line.startswith("! the settings differ") for line in lines)
     n = len(ref["outputs"])
     assert lines[-1] == f"{n - 1} of {n} outputs are the reference's bytes"
+
+
+def test_the_op_probe_reports_each_library() -> None:
+    env = {**os.environ, "MKL_CBWR": "COMPATIBLE", "T": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.numerics_ops"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert {"MKL (torch)", "oneDNN", "ATen", "OpenBLAS (NumPy)"} <= set(out)
+    assert out["in force"]["MKL_CBWR"] == "COMPATIBLE"
+    assert all(len(v) == 8 for v in out["oneDNN"].values())

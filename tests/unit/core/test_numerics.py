@@ -2,6 +2,7 @@
 the record of the machine an output came from."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -11,8 +12,15 @@ from cvae.core import numerics
 
 
 def _py(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter whose environment holds no pins (this
+    process may have set them: children inherit them)."""
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINS}
     r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -86,3 +94,18 @@ def test_pin_sets_the_environment_for_children(late: bool) -> None:
         "text=True).stdout.strip()))"
     )
     assert out == "COMPATIBLE"
+
+
+def test_adam_is_the_fused_kernel_and_steps_like_adam() -> None:
+    import torch
+
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    ref = torch.nn.Parameter(w.detach().clone())
+    opt, naive = numerics.adam([w], lr=0.1), torch.optim.Adam([ref], lr=0.1)
+    assert opt.defaults["fused"] is True
+    for _ in range(3):
+        for p in (w, ref):
+            p.grad = torch.tensor([0.5, -1.0, 2.0])
+        opt.step()
+        naive.step()
+    torch.testing.assert_close(w.detach(), ref.detach(), rtol=1e-6, atol=1e-7)
