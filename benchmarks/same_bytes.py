@@ -38,8 +38,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import stages  # noqa: F401  (pins the CPU numerics before torch is imported)
 from cvae.core import numerics
+
+numerics.pin()  # as the stages do, before torch or NumPy is imported
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).with_name("same_bytes.json")
@@ -122,15 +123,18 @@ def run(params_path: Path, size: str = "default") -> dict[str, Any]:
     """Run every step at ``size`` (a key of SIZES); returns the record
     (machine, settings, outputs)."""
     import numpy as np
+    import torch
     from PIL import Image
 
     from cvae.clip.weights import load_clip
     from cvae.data.fashion import build_dataset
     from cvae.evaluation.classifier import train_fashion_classifier
+    from cvae.params.loading import load_params
     from cvae.training.fashion import train_fashion
-    from stages._common import load
 
-    p = load(params_path)  # threads = cpu_threads, denormals flushed
+    p = load_params(params_path)
+    torch.set_flush_denormal(True)  # as the stages load their params
+    numerics.set_threads(p.cpu_threads)
     n_train, n_test, n_captions, n_images = SIZES[size]
     s = _settings(p, n_train, n_test)
     f, embed = s["fashion"], s["embed"]
