@@ -85,40 +85,35 @@ def adam(params: Any, **options: Any) -> Any:
 
 
 def _has_avx2() -> bool:
+    return "avx2" in (_cpuinfo("flags") or "").split()
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The first value of ``key`` in ``/proc/cpuinfo`` (None off Linux)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return " avx2 " in f" {line.split(':', 1)[-1].strip()} "
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
     except OSError:
         pass
-    return False
+    return None
 
 
 def cpu_model() -> str:
     """The CPU's model name as the OS reports it (``/proc/cpuinfo`` on Linux)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and value.strip():
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    return (
+        _cpuinfo("model name")
+        or platform.processor()
+        or platform.machine()
+        or "unknown"
+    )
 
 
 def cpu_vendor() -> str:
     """``GenuineIntel``, ``AuthenticAMD``, ... (``unknown`` off Linux/x86)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "vendor_id":
-                    return value.strip()
-    except OSError:
-        pass
-    return "unknown"
+    return _cpuinfo("vendor_id") or "unknown"
 
 
 def machine_record() -> dict[str, Any]:
