@@ -162,7 +162,7 @@ def train_config(**updates: Any) -> TrainParams:
 TINY_FASHION = {  # tiny, CPU-only settings for the fashion stages
     "train": {"epochs": 1, "batch_size": 64, "device": "cpu"},
     "evaluate": {"batch_size": 128, "device": "cpu", "cond_n_per_class": 20},
-    "classifier": {"epochs": 1, "device": "cpu"},
+    "classifier": {"epochs": 3, "batch_size": 32, "device": "cpu"},
 }
 
 

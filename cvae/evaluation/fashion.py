@@ -12,7 +12,7 @@ import torch
 from cvae.core.device import resolve_device
 from cvae.data import fashion
 from cvae.data.prompts import by_class
-from cvae.evaluation.classifier import conditioning_metrics
+from cvae.evaluation.conditioning import conditioning_metrics
 from cvae.evaluation.fid import FID
 from cvae.evaluation.fid_reference import load_reference
 from cvae.evaluation.sampling import save_grid
@@ -78,9 +78,15 @@ def evaluate_fashion(
     )
     if classifier is not None:  # does a generation show the requested class?
         cond = conditioning_metrics(
-            model, classifier, n_per_class=params.cond_n_per_class, seed=params.seed
+            model,
+            classifier,
+            images,
+            labels,
+            n_per_class=params.cond_n_per_class,
+            seed=params.seed,
         )
-        cond["cond_accuracy_per_class"] = by_class(cond["cond_accuracy_per_class"])
+        for key in ("cond_accuracy_per_class", "real_accuracy_per_class"):
+            cond[key] = by_class(cond[key])
         metrics.update(cond)
     if n_fid:
         fid = FID(

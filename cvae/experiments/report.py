@@ -13,6 +13,7 @@ import math
 import re
 from typing import Any
 
+from cvae.experiments import markdown
 from cvae.experiments.lineage import MISSING, changed_params, differences, lookup
 from cvae.experiments.spread import spread_table
 from cvae.models import FASHION_ARCHS
@@ -153,12 +154,6 @@ def _names(labels: list[str]) -> str:
     return ", ".join(others)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def table1(recs: list[dict[str, Any]]) -> str:
     """Fashion-MNIST (paper Table 1): one row per distinct arch result."""
     rows = []
@@ -191,6 +186,7 @@ def table1(recs: list[dict[str, Any]]) -> str:
                     _fmt(m.get("fid_floor"), 2),
                     _fmt(paper.get("fid"), 2),
                     _fmt(m.get("cond_accuracy"), 3),
+                    _fmt(m.get("cond_classes_below_real")),
                     _fmt(m.get("classifier_test_accuracy"), 3),
                     stale(rec, info_path),
                 ]
@@ -211,10 +207,11 @@ def table1(recs: list[dict[str, Any]]) -> str:
         "FID floor",
         "paper FID",
         "cond. acc.",
+        "classes below real",
         "classifier acc.",
         "stale",
     ]
-    return _table(header, _merged(rows))
+    return markdown.table(header, _merged(rows))
 
 
 def _fashion_train_size(rec: dict[str, Any]) -> Any:
@@ -299,7 +296,7 @@ def table2(recs: list[dict[str, Any]]) -> str:
         "CLIP weights",
         "stale",
     ]
-    return _table(header, _merged(rows))
+    return markdown.table(header, _merged(rows))
 
 
 # Settings a table shows in its own columns (the rest of a section's keys, when
@@ -377,8 +374,10 @@ LEGEND = (
     "shown (then the row names them all). *stale*: "
     "whether the outputs came from the revision's params (the evaluation "
     "records the params of its whole lineage): `no`, `?` (outputs made before "
-    "this record existed), or the keys that differ. *classifier acc.*: test "
-    "accuracy of the classifier that scored *cond. acc.*\n"
+    "this record existed), or the keys that differ. *classes below real*: "
+    "classes whose generations the classifier recognises less often than their "
+    "real test images. *classifier acc.*: test accuracy of the classifier that "
+    "scored *cond. acc.*\n"
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from cvae.experiments import markdown
 from cvae.experiments.lineage import NOT_OUTPUT_SETTINGS
 from cvae.models import FASHION_ARCHS
 
@@ -94,6 +95,4 @@ def spread_table(recs: list[dict[str, Any]], paper: dict[str, dict[str, float]])
         return ""
     header = ["arch", "seeds", *(c for _, c, _, _ in METRICS)]
     header += ["paper MSE / SSIM", "seeds beating the paper"]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown.table(header, rows)

@@ -72,12 +72,17 @@ class ClassGMMPrior(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, c: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        c: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        temperature: float,
     ) -> torch.Tensor:
         """z ~ p(z | c) for labels c (B,), drawn on the CPU: (B, L) float32.
 
         First the component m ~ Categorical(pi[c]), then z = mean[c, m] +
-        L[c, m] @ eps with eps ~ N(0, I); both from ``generator``.
+        temperature * L[c, m] @ eps with eps ~ N(0, I); both from ``generator``
+        (temperature 1: the fitted density; below 1: closer to the means).
         """
         if not self.is_fitted:
             raise CVAEError("the model's prior was never fitted: retrain the model")
@@ -86,7 +91,7 @@ class ClassGMMPrior(nn.Module):
         comp = torch.multinomial(w[c], 1, generator=generator).squeeze(1)  # (B,)
         eps = torch.randn((len(c), mean.shape[-1]), generator=generator)  # (B, L)
         scale = tril[c, comp]  # (B, L, L)
-        return mean[c, comp] + (scale @ eps.unsqueeze(-1)).squeeze(-1)
+        return mean[c, comp] + temperature * (scale @ eps.unsqueeze(-1)).squeeze(-1)
 
 
 def kmeans_pp(x: torch.Tensor, m: int, generator: torch.Generator) -> torch.Tensor:

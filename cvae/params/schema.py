@@ -101,6 +101,7 @@ class GMMModel(Section):
     conditioning: Conditioning
     embed_dim: Pos
     components: Pos  # Gaussian components per class in the fitted prior
+    temperature: Annotated[float, Field(gt=0, le=2)]  # sampling: z = mean + t * L eps
     epochs: Pos  # replaces fashion.train.epochs for this model
     beta: Annotated[float, Field(gt=0)]  # replaces fashion.train.beta (KL weight)
     weight_decay: Annotated[float, Field(ge=0)]  # replaces fashion.train.weight_decay
@@ -137,9 +138,17 @@ class FashionEvaluate(Section):
 
 
 class ClassifierParams(Section):
+    channels: Annotated[list[Pos], Field(min_length=1, max_length=3)]  # block widths
+    convs_per_block: Pos  # conv layers before each pooling
+    hidden: NonNeg  # hidden linear units; 0 = none
+    dropout: Annotated[float, Field(ge=0, lt=1)]  # before each linear layer
+    flip: bool  # random left-right mirroring while training
+    shift: Annotated[int, Field(ge=0, le=8)]  # random translation, pixels
     epochs: Pos
     batch_size: Pos
-    lr: Annotated[float, Field(gt=0)]
+    lr: Annotated[float, Field(gt=0)]  # Adam; the peak of a onecycle schedule
+    weight_decay: Annotated[float, Field(ge=0)]  # Adam (L2) weight decay
+    schedule: Literal["constant", "onecycle"]  # learning rate over the steps
     seed: Seed
     device: Device
 

@@ -66,6 +66,8 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
     assert m["n"] == 256 and info["arch"] == arch and info["fid_recon"] is None
     assert "fid_recon" not in m and -1 <= m["ssim_valid"] <= 1
     assert 0 <= m["cond_accuracy"] <= 1 and len(m["cond_accuracy_per_class"]) == 10
+    assert m["real_accuracy_per_class"].keys() == m["cond_accuracy_per_class"].keys()
+    assert 0 <= m["cond_classes_below_real"] <= 10
     assert 0 < m["mse"] < 784 and -1 <= m["ssim"] <= 1
     assert Image.open(tmp_path / "g.png").size == (84 + 10 * 30 + 2, 10 * 30 + 2)
 

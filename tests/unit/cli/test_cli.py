@@ -23,7 +23,7 @@ import cvae
 from cvae.evaluation.sampling import GRID_PADDING, LABEL_FONT_SIZE, TITLE_LINES
 from cvae.models.checkpoint import save_model
 from cvae_cli.generate import MAX_PROMPT
-from cvae_cli.main import QUICK_START, app, project_root
+from cvae_cli.main import FASHION_BEST, MODELS, QUICK_START, app, project_root
 
 
 def run(*args: str):
@@ -327,3 +327,34 @@ def test_check_gives_one_line_where_dvc_gives_several(tmp_path, edit, message) -
     good.write_text(text)
     r = run("check", "--params", str(good))
     assert r.exit_code == 0 and r.output == f"{good}: valid\n"
+
+
+def test_fashion_is_the_best_trained_fashion_model(project, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    # Only fc is trained: it answers for `fashion`.
+    r = run("generate", "a dress", "-n", "2", "-o", "a.png")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip().endswith("from fashion-fc")
+    # A better model, once trained, takes over; the others stay one option away.
+    fc = project / MODELS["fashion-fc"][0]
+    for name in FASHION_BEST[:2]:
+        better = project / MODELS[name][0]
+        better.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(fc, better)
+    r = run("generate", "a dress", "-n", "2", "-o", "b.png")
+    assert r.stdout.strip().endswith(f"from {FASHION_BEST[0]}")
+    r = run("generate", "a dress", "-n", "2", "-o", "c.png", "-m", "fashion-fc")
+    assert r.stdout.strip().endswith("from fashion-fc")
+
+
+def test_fashion_with_no_model_trained_names_the_best_stage(tmp_path, monkeypatch):
+    root = tmp_path / "proj"
+    (root / ".dvc").mkdir(parents=True)
+    (root / "dvc.yaml").write_text(
+        "stages:\n  t:\n    cmd: python -m stages.fashion_train\n"
+    )
+    monkeypatch.chdir(root)
+    r = run("generate", "a dress", "-o", "x.png")
+    err = one_line(r.stderr)
+    assert r.exit_code == 1 and "`dvc repro fashion_train@gmm`" in err
+    assert QUICK_START in err
