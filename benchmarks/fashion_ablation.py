@@ -186,7 +186,8 @@ def real_stats(fid: FID) -> tuple[np.ndarray, np.ndarray]:
 def evaluate_row(row: Row, fid: FID) -> dict:
     """MSE, SSIM (both), conditioning accuracy and proxy FID of one row (cached)."""
     model, path = row_model(row)
-    tempered = "" if row.temperature is None else f"-t{row.temperature}"
+    t = getattr(model.config, "temperature", None)  # None: sampled from N(0, I)
+    tempered = "" if t is None or row.sampler != "gmm" else f"-t{t}"
     cache = CACHE / f"row-{sha256(path)[:16]}-{row.sampler}{tempered}.json"
     if cache.exists():
         out = json.loads(cache.read_text())
@@ -242,7 +243,8 @@ def conditioning(model: torch.nn.Module) -> dict:
         "cond_min": per_class[weakest],
         "cond_accuracy_per_class": per_class,
         "cond_classes_below_real": sum(
-            g < t for g, t in zip(cond["per_class"], real, strict=True)
+            t is not None and g < t
+            for g, t in zip(cond["per_class"], real, strict=True)
         ),
         "classifier_test_accuracy": meta["info"]["test_accuracy"],
     }

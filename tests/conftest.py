@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import inspect
+import json
 import os
 import socket
 import sys
@@ -357,3 +358,15 @@ def coco(coco_sample: Path, tmp_path_factory) -> SimpleNamespace:
         params=p,
     )
     return c
+
+
+def drop_config_keys(path: Path, keys: set[str]) -> None:
+    """Rewrite a model file as a version without these config keys wrote it."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    config = {k: v for k, v in json.loads(meta["config"]).items() if k not in keys}
+    save_file(state, str(path), metadata=meta | {"config": json.dumps(config)})

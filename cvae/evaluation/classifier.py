@@ -151,7 +151,8 @@ def train_classifier(
     The network is ``cfg``'s; each batch is augmented (``augment``: cfg.flip,
     cfg.shift); the learning rate follows cfg.schedule: ``constant`` at cfg.lr,
     or ``onecycle`` (warm up to cfg.lr over the first 30% of the steps, then
-    cosine down to near zero, Smith & Topin 2019). Seeded: the same seed and data
+    cosine down to near zero, with Adam's beta1 cycled inversely between 0.95
+    and 0.85: torch's OneCycleLR, Smith & Topin 2019). Seeded: the same seed and data
     give the same weights on CPU. Returns (the model in eval mode, one metrics
     dict per epoch, each also logged as a line).
     """
@@ -289,10 +290,15 @@ def load_classifier(
     meta = read_metadata(path)
     if meta["arch"] != ARCH:
         raise CVAEError(f"{path} holds a {meta['arch']!r} model, not a classifier")
+    # Files saved before these two keys hold the single-conv network, no hidden layer.
+    config = {"convs_per_block": 1, "hidden": 0} | meta["config"]
     try:
-        model = Classifier(ClassifierConfig(**meta["config"]))
+        model = Classifier(ClassifierConfig(**config))
     except (TypeError, ValueError) as e:
-        raise CVAEError(f"{path}: config does not build a classifier ({e})") from e
+        raise CVAEError(
+            f"{path}: config does not build a classifier ({e}): retrain it "
+            "(dvc repro fashion_classifier)"
+        ) from e
     try:
         model.load_state_dict(load_file(str(path)), strict=True)
     except (SafetensorError, OSError) as e:

@@ -58,6 +58,8 @@ def make_config(arch: str, params: dict[str, Any]) -> Any:
         raise CVAEError(f"latent_dim must be >= 1, got {cfg.latent_dim}")
     if arch == "gmm" and cfg.components < 1:
         raise CVAEError(f"components must be >= 1, got {cfg.components}")
+    if arch == "gmm" and not cfg.temperature > 0:
+        raise CVAEError(f"temperature must be > 0, got {cfg.temperature}")
     if arch == "image" and cfg.image_size not in BLOCKS:
         raise CVAEError(
             f"size {cfg.image_size} is not supported: use one of {sorted(BLOCKS)}"

@@ -142,6 +142,8 @@ def load_model(
     config = meta["config"]
     if meta["arch"] == "image" and "logvar_max" not in config:
         config = config | {"logvar_max": None}  # saved before the bound: unbounded
+    if meta["arch"] == "gmm" and "temperature" not in config:
+        config = config | {"temperature": 1.0}  # saved before the knob: the fit itself
     try:
         model = build_model(meta["arch"], config)
     except (TypeError, ValueError) as e:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from conftest import make_model, typed_params, write_params
+from conftest import drop_config_keys, make_model, typed_params, write_params
 
 from cvae.core.errors import CVAEError
 from cvae.core.progress import number
@@ -236,3 +236,18 @@ def test_network_follows_its_config() -> None:
             assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
             linears = [m for m in net.head if isinstance(m, torch.nn.Linear)]
             assert len(linears) == (2 if hidden else 1)
+
+
+def test_a_file_from_before_the_block_and_hidden_keys_still_loads(tmp_path) -> None:
+    torch.manual_seed(0)
+    old = Classifier(ClassifierConfig([8, 16], 1, 0, 0.25, 10)).eval()
+    path = tmp_path / "old.safetensors"
+    save_classifier(path, old)
+    drop_config_keys(path, {"convs_per_block", "hidden"})
+    loaded, _ = load_classifier(path)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), old(x))
+    drop_config_keys(path, {"channels"})
+    with pytest.raises(CVAEError, match="retrain it"):
+        load_classifier(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_model
+from conftest import drop_config_keys, make_model
 
 from cvae.core.errors import CVAEError
 from cvae.data.fashion import load_dataset
@@ -124,3 +124,19 @@ def test_conv_weights_load_into_gmm() -> None:
     gmm = make_model("gmm", **SMALL)
     missing, unexpected = gmm.load_state_dict(conv.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("prior.") for k in missing)
+
+
+def test_a_file_from_before_the_temperature_samples_at_one(
+    tiny_fashion, tmp_path
+) -> None:
+    model = _fitted(tiny_fashion)
+    path = tmp_path / "gmm.safetensors"
+    save_model(path, model, "gmm", {"condition": "label"})
+    drop_config_keys(path, {"temperature"})
+    loaded, meta = load_model(path)
+    assert "temperature" not in meta["config"] and loaded.config.temperature == 1.0
+    c = torch.arange(10)
+    assert torch.equal(
+        loaded.sample(c, torch.Generator().manual_seed(3)),
+        model.sample(c, torch.Generator().manual_seed(3)),
+    )
