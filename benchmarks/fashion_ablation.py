@@ -38,14 +38,14 @@ from benchmarks.records import merge_and_write
 from cvae.core.files import atomic_path, write_json
 from cvae.data import fashion
 from cvae.data.prompts import CLASS_NAMES
-from cvae.evaluation.classifier import load_classifier, per_class_accuracy
-from cvae.evaluation.conditioning import conditioning_accuracy
+from cvae.evaluation.conditioning import conditioning_metrics
 from cvae.evaluation.fid import FID, frechet_distance
 from cvae.evaluation.scores import generate_per_condition, reconstruction_metrics
 from cvae.experiments import markdown
 from cvae.models import GMMCVAE, build_model
 from cvae.models.checkpoint import load_model
 from cvae.params.loading import load_params
+from cvae.params.schema import FashionEvaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -189,13 +189,13 @@ def evaluate_row(row: Row, fid: FID) -> dict:
     t = getattr(model.config, "temperature", None)  # None: sampled from N(0, I)
     tempered = "" if t is None or row.sampler != "gmm" else f"-t{t}"
     cache = CACHE / f"row-{sha256(path)[:16]}-{row.sampler}{tempered}.json"
+    params = load_params(ROOT / "params.yaml").fashion
+    d = fashion.load_dataset(DATA)
+    images = torch.from_numpy(d["test_images"]).unsqueeze(1)
+    labels = torch.from_numpy(d["test_labels"])
     if cache.exists():
         out = json.loads(cache.read_text())
     else:
-        params = load_params(ROOT / "params.yaml").fashion
-        d = fashion.load_dataset(DATA)
-        images = torch.from_numpy(d["test_images"]).unsqueeze(1)
-        labels = torch.from_numpy(d["test_labels"])
         recon, _ = reconstruction_metrics(model, images, labels, batch_size=1000)
         conds = [torch.tensor(k) for k in range(len(CLASS_NAMES))]
         gen = generate_per_condition(
@@ -215,38 +215,35 @@ def evaluate_row(row: Row, fid: FID) -> dict:
         if time_file.exists():
             out |= json.loads(time_file.read_text())
         write_json(cache, out)
-    return out | conditioning(model)
+    return out | conditioning(model, images, labels, params.evaluate)
 
 
-def conditioning(model: torch.nn.Module) -> dict:
-    """Conditioning accuracy with the pipeline's classifier, against each class's
-    real test images (cheap: not cached, so it follows the classifier)."""
-    params = load_params(ROOT / "params.yaml").fashion
-    classifier, meta = load_classifier(CLASSIFIER)
-    cond = conditioning_accuracy(
+def conditioning(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    evaluate: FashionEvaluate,
+) -> dict:
+    """Conditioning accuracy with the pipeline's classifier, as the evaluation
+    computes it, and its weakest class (cheap: not cached, so it follows the
+    classifier)."""
+    m = conditioning_metrics(
         model,
-        classifier,
-        n_per_class=params.evaluate.cond_n_per_class,
-        seed=params.evaluate.seed,
+        CLASSIFIER,
+        images,
+        labels,
+        n_per_class=evaluate.cond_n_per_class,
+        seed=evaluate.seed,
     )
-    d = fashion.load_dataset(DATA)
-    real = per_class_accuracy(
-        classifier,
-        torch.from_numpy(d["test_images"]).unsqueeze(1),
-        torch.from_numpy(d["test_labels"]),
-    )
-    per_class = dict(zip(CLASS_NAMES, cond["per_class"], strict=True))
+    per_class = dict(zip(CLASS_NAMES, m["cond_accuracy_per_class"], strict=True))
     weakest = min(per_class, key=per_class.get)
     return {
-        "cond_accuracy": cond["accuracy"],
+        "cond_accuracy": m["cond_accuracy"],
         "cond_min_class": weakest,
         "cond_min": per_class[weakest],
         "cond_accuracy_per_class": per_class,
-        "cond_classes_below_real": sum(
-            t is not None and g < t
-            for g, t in zip(cond["per_class"], real, strict=True)
-        ),
-        "classifier_test_accuracy": meta["info"]["test_accuracy"],
+        "cond_classes_below_real": m["cond_classes_below_real"],
+        "classifier_test_accuracy": m["classifier_test_accuracy"],
     }
 
 

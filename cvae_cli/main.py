@@ -113,9 +113,10 @@ def generate(
     """Generate a grid of images for PROMPT."""
     from cvae_cli.generate import generate_from_prompt
 
+    name = model_name(model)
     try:
         info = generate_from_prompt(
-            resolve_model(model),
+            resolve_model(name),
             prompt,
             n=n,
             seed=seed,
@@ -129,8 +130,7 @@ def generate(
     except CVAEError as e:
         _fail(e)
     typer.echo(
-        f"{out}: {plural(n, 'image')} for {info['condition']} (seed {seed}) "
-        f"from {model_name(model)}"
+        f"{out}: {plural(n, 'image')} for {info['condition']} (seed {seed}) from {name}"
     )
     for w in info.get("warnings", []):
         typer.echo(f"WARNING: {w}", err=True)

@@ -39,7 +39,7 @@ from cvae.data.batches import epoch_order
 from cvae.data.prompts import CLASS_NAMES, by_class
 from cvae.evaluation.sampling import batches
 from cvae.models.base import to_float_images
-from cvae.models.checkpoint import read_metadata, save_model
+from cvae.models.checkpoint import read_metadata, save_model, stored_config
 from cvae.params.schema import ClassifierParams
 
 ARCH = "fashion-classifier"  # the ``arch`` entry of a classifier model file
@@ -290,10 +290,8 @@ def load_classifier(
     meta = read_metadata(path)
     if meta["arch"] != ARCH:
         raise CVAEError(f"{path} holds a {meta['arch']!r} model, not a classifier")
-    # Files saved before these two keys hold the single-conv network, no hidden layer.
-    config = {"convs_per_block": 1, "hidden": 0} | meta["config"]
     try:
-        model = Classifier(ClassifierConfig(**config))
+        model = Classifier(ClassifierConfig(**stored_config(meta)))
     except (TypeError, ValueError) as e:
         raise CVAEError(
             f"{path}: config does not build a classifier ({e}): retrain it "

@@ -123,6 +123,21 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise CVAEError(f"{path} has damaged metadata ({e}): retrain the model") from e
 
 
+# Config keys added after files of an arch were first written, with the value
+# that reproduces what those files did (per arch, as in the metadata's ``arch``).
+OLDER_FILES = {
+    "image": {"logvar_max": None},  # saved before the bound: unbounded
+    "gmm": {"temperature": 1.0},  # saved before the knob: the fit itself
+    # cvae.evaluation.classifier.ARCH: the single-conv network, no hidden layer
+    "fashion-classifier": {"convs_per_block": 1, "hidden": 0},
+}
+
+
+def stored_config(meta: dict[str, Any]) -> dict[str, Any]:
+    """The file's config, with the keys a file written before them lacks."""
+    return OLDER_FILES.get(meta["arch"], {}) | meta["config"]
+
+
 def load_model(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
@@ -139,13 +154,8 @@ def load_model(
         if meta["arch"] not in allowed:
             want = " or ".join(repr(a) for a in allowed)
             raise CVAEError(f"{path} holds a {meta['arch']!r} model, expected {want}")
-    config = meta["config"]
-    if meta["arch"] == "image" and "logvar_max" not in config:
-        config = config | {"logvar_max": None}  # saved before the bound: unbounded
-    if meta["arch"] == "gmm" and "temperature" not in config:
-        config = config | {"temperature": 1.0}  # saved before the knob: the fit itself
     try:
-        model = build_model(meta["arch"], config)
+        model = build_model(meta["arch"], stored_config(meta))
     except (TypeError, ValueError) as e:
         raise CVAEError(f"{path}: config does not build a model ({e})") from e
     try:

@@ -13,6 +13,7 @@ from cvae.core.errors import CVAEError
 from cvae.core.progress import number
 from cvae.data import fashion
 from cvae.evaluation.classifier import (
+    ARCH,
     Classifier,
     ClassifierConfig,
     accuracy,
@@ -27,7 +28,7 @@ from cvae.evaluation.conditioning import (
     conditioning_metrics,
     to_uint8_images,
 )
-from cvae.models.checkpoint import save_model
+from cvae.models.checkpoint import OLDER_FILES, save_model
 from cvae.params.schema import ClassifierParams, ParamsError
 from stages import fashion_classifier
 
@@ -239,6 +240,7 @@ def test_network_follows_its_config() -> None:
 
 
 def test_a_file_from_before_the_block_and_hidden_keys_still_loads(tmp_path) -> None:
+    assert ARCH in OLDER_FILES  # the classifier's file name for the table
     torch.manual_seed(0)
     old = Classifier(ClassifierConfig([8, 16], 1, 0, 0.25, 10)).eval()
     path = tmp_path / "old.safetensors"
