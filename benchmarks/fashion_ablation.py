@@ -1,11 +1,12 @@
-"""The gmm ablation: what each idea gives on Fashion-MNIST, on a cheap FID proxy.
+"""The Fashion-MNIST ablation: what each idea gives, on a cheap FID proxy.
 
     python -m benchmarks.fashion_ablation            # every row, cached
     python -m benchmarks.fashion_ablation --rows conv conv+gmm
 
-Each row is a model (the pipeline's ``conv`` or ``gmm`` file, or a ``gmm``
-trained here with some of ``fashion.model.gmm`` changed) and a sampler (N(0, I),
-or the per-class Gaussian mixture fitted to the training posteriors). Per row:
+Each row is a model (the pipeline's ``conv``, ``gmm`` or ``vaegan`` file, or a
+``gmm`` or ``vaegan`` trained here with some of its ``fashion.model`` section
+changed) and a sampler (N(0, I), or the per-class Gaussian mixture fitted to the
+training posteriors). Per row:
 MSE and SSIM (both conventions) of the reconstructions of the 10,000 test
 images, conditioning accuracy (1,000 generations per class, the classifier of
 the pipeline), and the **proxy FID**: 2,000 generations (200 per class) against
@@ -42,8 +43,9 @@ from cvae.evaluation.conditioning import conditioning_metrics
 from cvae.evaluation.fid import FID, frechet_distance
 from cvae.evaluation.scores import generate_per_condition, reconstruction_metrics
 from cvae.experiments import markdown
-from cvae.models import GMMCVAE, build_model
+from cvae.models import build_model
 from cvae.models.checkpoint import load_model
+from cvae.models.gmm import FittedPrior
 from cvae.params.loading import load_params
 from cvae.params.schema import FashionEvaluate
 
@@ -59,10 +61,11 @@ PROXY_N = 2000  # generations (and real test images) behind the proxy FID
 @dataclass(frozen=True)
 class Row:
     name: str  # what the row tries
-    model: str  # "conv" / "gmm": the pipeline's file; "train": a gmm trained here
+    model: str  # "conv" / "gmm" / "vaegan": the pipeline's file; "train": trained here
     sampler: str  # "normal": z ~ N(0, I); "gmm": the fitted per-class mixture
-    changes: dict = field(default_factory=dict)  # fashion.model.gmm keys changed
+    changes: dict = field(default_factory=dict)  # fashion.model.<arch> keys changed
     temperature: float | None = None  # the prior's, if not the model file's
+    arch: str = "gmm"  # the architecture a "train" row trains
 
 
 ROWS = {
@@ -87,6 +90,25 @@ ROWS = {
         "train",
         "gmm",
         {"epochs": 20},
+    ),
+    "vaegan": Row(
+        "vaegan: residual decoder + adversarial term + GMM prior (default schedule)",
+        "vaegan",
+        "gmm",
+    ),
+    "vaegan-long": Row(
+        "vaegan, 15 epochs (`-S fashion.model.vaegan.epochs=15`)",
+        "train",
+        "gmm",
+        {"epochs": 15},
+        arch="vaegan",
+    ),
+    "vaegan-noadv": Row(
+        "vaegan's residual decoder without the adversarial term (weight 0)",
+        "train",
+        "gmm",
+        {"adversarial": {"weight": 0.0}},
+        arch="vaegan",
     ),
 }
 
@@ -113,24 +135,32 @@ def train_images() -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def trained_variant(changes: dict) -> Path:
-    """A gmm model trained with ``changes`` to fashion.model.gmm (cached)."""
+def trained_variant(arch: str, changes: dict) -> Path:
+    """A model of ``arch`` trained with ``changes`` to fashion.model.<arch>
+    (a nested section's keys merge into it), cached."""
     from cvae.training.fashion import train_fashion
 
     params = load_params(ROOT / "params.yaml")
-    gmm = params.fashion.model.gmm.model_copy(update=changes)
-    models = params.fashion.model.model_copy(update={"gmm": gmm})
+    base = getattr(params.fashion.model, arch)
+    update = {
+        k: getattr(base, k).model_copy(update=v) if isinstance(v, dict) else v
+        for k, v in changes.items()
+    }
+    models = params.fashion.model.model_copy(
+        update={arch: base.model_copy(update=update)}
+    )
     section = params.fashion.model_copy(update={"model": models})
     key = hashlib.sha256(
         json.dumps(
-            [section.model.gmm.model_dump(), section.train.model_dump()], sort_keys=True
+            [getattr(section.model, arch).model_dump(), section.train.model_dump()],
+            sort_keys=True,
         ).encode()
     ).hexdigest()[:16]
-    out = CACHE / f"gmm-{key}" / "model.safetensors"
+    out = CACHE / f"{arch}-{key}" / "model.safetensors"
     if not out.exists():
         t0 = time.perf_counter()
         train_fashion(
-            "gmm",
+            arch,
             section,
             DATA,
             out,
@@ -144,16 +174,16 @@ def trained_variant(changes: dict) -> Path:
 def row_model(row: Row) -> tuple[torch.nn.Module, Path]:
     """The row's model in eval mode with its sampler in place, and its file."""
     path = (
-        trained_variant(row.changes)
+        trained_variant(row.arch, row.changes)
         if row.model == "train"
         else ROOT / "data" / "fashion" / row.model / "model.safetensors"
     )
-    model, meta = load_model(path, expect_arch=("conv", "gmm"))
+    model, meta = load_model(path, expect_arch=("conv", "gmm", "vaegan"))
     if row.sampler == "normal":
         model.prior = StandardNormal(model.latent_dim)  # type: ignore[assignment]
-        if not isinstance(model, GMMCVAE):
+        if not isinstance(model, FittedPrior):
             return model, path  # ConvCVAE.sample draws N(0, I) itself
-    elif not isinstance(model, GMMCVAE):  # fit a prior to these weights
+    elif not isinstance(model, FittedPrior):  # fit a prior to these weights
         gmm = load_params(ROOT / "params.yaml").fashion.model.gmm.model_dump()
         cfg = meta["config"] | {
             "components": gmm["components"],
@@ -169,14 +199,14 @@ def row_model(row: Row) -> tuple[torch.nn.Module, Path]:
     return model.eval(), path
 
 
-def real_stats(fid: FID) -> tuple[np.ndarray, np.ndarray]:
-    """Inception (mu, sigma) of the first PROXY_N test images (cached)."""
-    cache = CACHE / f"fid_real_test_{PROXY_N}.npz"
+def real_stats(fid: FID, n: int = PROXY_N) -> tuple[np.ndarray, np.ndarray]:
+    """Inception (mu, sigma) of the first ``n`` test images (cached)."""
+    cache = CACHE / f"fid_real_test_{n}.npz"
     if cache.exists():
         with np.load(cache) as z:
             return z["mu"], z["sigma"]
     d = fashion.load_dataset(DATA)
-    fid.update(torch.from_numpy(d["test_images"][:PROXY_N]).unsqueeze(1), real=True)
+    fid.update(torch.from_numpy(d["test_images"][:n]).unsqueeze(1), real=True)
     mu, sigma = fid.stats(real=True)
     with atomic_path(cache) as tmp, open(tmp, "wb") as f:
         np.savez(f, mu=mu, sigma=sigma)
@@ -215,6 +245,10 @@ def evaluate_row(row: Row, fid: FID) -> dict:
         if time_file.exists():
             out |= json.loads(time_file.read_text())
         write_json(cache, out)
+    history = path.with_name("history.json")  # a variant trained here
+    if history.exists():
+        rows = json.loads(history.read_text())
+        out["val_recon_by_epoch"] = [row["val_recon"] for row in rows]
     return out | conditioning(model, images, labels, params.evaluate)
 
 
@@ -247,6 +281,19 @@ def conditioning(
     }
 
 
+def write_grid(row: Row, out: Path, per_class: int = 10, seed: int = 0) -> None:
+    """A PNG of ``per_class`` generations of each class, one row per class, from
+    the row's model and sampler (generation seed ``seed``)."""
+    from torchvision.utils import save_image
+
+    model, _ = row_model(row)
+    conds = [torch.tensor(k) for k in range(len(CLASS_NAMES))]
+    images = generate_per_condition(model, conds, per_class, seed=seed)
+    with atomic_path(out) as tmp:
+        save_image(images, tmp, nrow=per_class, padding=1, format="png")
+    print(f"{out}: {per_class} generations per class from {row.name}")
+
+
 def table(results: dict[str, dict]) -> str:
     rows = [
         [
@@ -258,6 +305,7 @@ def table(results: dict[str, dict]) -> str:
             f"{r['cond_accuracy']:.4f}",
             f"{r['cond_min_class']} {r['cond_min']:.3f}",
             str(r.get("cond_classes_below_real", "—")),
+            f"{r['train_s'] / 60:.1f} min" if "train_s" in r else "—",
         ]
         for key, r in results.items()
     ]
@@ -270,6 +318,7 @@ def table(results: dict[str, dict]) -> str:
         "cond. acc. ↑",
         "weakest class",
         "classes below real",
+        "training (2 cores)",
     ]
     return markdown.table(header, rows) + "\n"
 
@@ -278,9 +327,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument(
+        "--grid",
+        type=Path,
+        help="only write this PNG: 10 generations per class of the first row",
+    )
     args = ap.parse_args()
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
+    if args.grid is not None:
+        write_grid(ROWS[args.rows[0]], args.grid)
+        return
     fid = FID(FID_WEIGHTS, batch_size=100)
     results = {}
     for key in args.rows:

@@ -10,8 +10,9 @@ reference CPU.
 What runs, with the pipeline's code, its pinned numerics and ``params.yaml``
 (``cpu_threads`` included): the Fashion-MNIST data step on a fixed subset
 (2,048 training and 512 test images); one epoch of each Fashion-MNIST
-architecture (``fc``, ``conv``, and ``gmm`` with its fitted mixture prior: MKL's
-LAPACK) and of the classifier; the pipeline's randomly initialised CLIP
+architecture (``fc``, ``conv``, ``gmm`` with its fitted mixture prior: MKL's
+LAPACK, and ``vaegan`` against its critic from the first step) and of the
+classifier; the pipeline's randomly initialised CLIP
 (``embed.model``, ``embed.seed``) on 16 captions and 8 images of the COCO sample;
 FID's algebra (covariances, eigenvalues) and t-SNE on the models' test latents.
 Each output is compared by the md5 of its bytes and by its headline number
@@ -70,7 +71,17 @@ def _settings(p: Any, train: int, test: int) -> dict[str, Any]:
             "train": f.train.model_copy(update=one | {"device": "cpu"}),
             "classifier": f.classifier.model_copy(update=one | {"device": "cpu"}),
             "model": f.model.model_copy(
-                update={"gmm": f.model.gmm.model_copy(update=one)}
+                update={
+                    "gmm": f.model.gmm.model_copy(update=one),
+                    "vaegan": f.model.vaegan.model_copy(  # the critic from step 1
+                        update=one
+                        | {
+                            "adversarial": f.model.vaegan.adversarial.model_copy(
+                                update={"start_epoch": 0}
+                            )
+                        }
+                    ),
+                }
             ),
         }
     )
@@ -129,6 +140,7 @@ def run(params_path: Path, size: str = "default") -> dict[str, Any]:
     from cvae.clip.weights import load_clip
     from cvae.data.fashion import build_dataset
     from cvae.evaluation.classifier import train_fashion_classifier
+    from cvae.models import FASHION_ARCHS
     from cvae.params.loading import load_params
     from cvae.training.fashion import train_fashion
 
@@ -150,7 +162,7 @@ def run(params_path: Path, size: str = "default") -> dict[str, Any]:
             seed=f.data.seed,
         )
         out["fashion data"] = {"md5": _file_md5(data)}
-        for arch in ("fc", "conv", "gmm"):
+        for arch in FASHION_ARCHS:
             model = d / f"{arch}.safetensors"
             hist = train_fashion(
                 arch, f, data, model, d / f"{arch}.json", d / f"{arch}.pt"

@@ -27,7 +27,7 @@ MODELS = {
 # `fashion`: the first trained model of this list, ranked by conditioning accuracy
 # and generation FID (docs/results.md; tests/repo checks the order against the
 # committed metrics). After the quick start only conv is trained, and answers.
-FASHION_BEST = ("fashion-gmm", "fashion-fc", "fashion-conv")
+FASHION_BEST = ("fashion-vaegan", "fashion-gmm", "fashion-fc", "fashion-conv")
 # The metrics file of each model name (what the demo shows beside its samples).
 METRICS = {
     **{f"fashion-{arch}": f"metrics/fashion_{arch}.json" for arch in FASHION_ARCHS},

@@ -153,3 +153,8 @@ def write_live(folder: Path, history: list[dict[str, Any]]) -> None:
                     live.log_metric(f"train/{term}", row[term], plot=True)
                     if f"val_{term}" in row:
                         live.log_metric(f"val/{term}", row[f"val_{term}"], plot=True)
+                for term in row:  # training-only terms (the adversarial ones)
+                    if term not in {"epoch", "world_size", *ELBO_TERMS} and not (
+                        term.startswith("val_")
+                    ):
+                        live.log_metric(f"train/{term}", row[term], plot=True)

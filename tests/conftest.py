@@ -21,6 +21,7 @@ from cvae.core.errors import RUNTIME_EXIT
 from cvae.params.loading import read_yaml, validate
 from cvae.params.schema import (
     TRAIN_OVERRIDES,
+    TRAINING_FIELDS,
     Fashion,
     Params,
     TrainParams,
@@ -130,6 +131,7 @@ SHAPES = {  # what the data decides, beside each arch's params section
     "fc": {"image_size": 28, "in_channels": 1, "num_classes": 10},
     "conv": {"image_size": 28, "in_channels": 1, "num_classes": 10},
     "gmm": {"image_size": 28, "in_channels": 1, "num_classes": 10},
+    "vaegan": {"image_size": 28, "in_channels": 1, "num_classes": 10},
     "image": {"image_size": 64, "in_channels": 3, "cond_dim": 512},
 }
 
@@ -143,7 +145,7 @@ def model_config(arch: str, **updates: Any) -> dict[str, Any]:
         section = p.coco.model.model_dump() | {"conditioning": p.conditioning}
     else:
         section = getattr(p.fashion.model, arch).model_dump()
-        for key in TRAIN_OVERRIDES:  # schedule, not architecture
+        for key in TRAIN_OVERRIDES + TRAINING_FIELDS:  # training, not architecture
             section.pop(key, None)
     return section | SHAPES[arch] | updates
 

@@ -20,6 +20,21 @@ class ConvConfig:
     embed_dim: int  # label embedding size (concat only)
 
 
+def conv_encoder(in_channels: int, channels: list[int]) -> nn.Sequential:
+    """3 x (Conv 3x3 stride 2 + ReLU): (B, C, 28, 28) -> 14 -> 7 -> 4, flattened
+    to (B, channels[2] * 16)."""
+    c1, c2, c3 = channels
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c1, 3, stride=2, padding=1),  # (B, c1, 14, 14)
+        nn.ReLU(),
+        nn.Conv2d(c1, c2, 3, stride=2, padding=1),  # (B, c2, 7, 7)
+        nn.ReLU(),
+        nn.Conv2d(c2, c3, 3, stride=2, padding=1),  # (B, c3, 4, 4)
+        nn.ReLU(),
+        nn.Flatten(),  # (B, c3 * 16)
+    )
+
+
 class ConvCVAE(ConditionalVAE):
     """Encoder: 3 x (Conv 3x3 stride 2 + ReLU): 28 -> 14 -> 7 -> 4, flattened.
 
@@ -32,15 +47,7 @@ class ConvCVAE(ConditionalVAE):
             raise ValueError("ConvCVAE is built for 28x28 images and 3 conv layers")
         self.config = cfg
         c1, c2, c3 = cfg.channels
-        encoder = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, c1, 3, stride=2, padding=1),  # (B, c1, 14, 14)
-            nn.ReLU(),
-            nn.Conv2d(c1, c2, 3, stride=2, padding=1),  # (B, c2, 7, 7)
-            nn.ReLU(),
-            nn.Conv2d(c2, c3, 3, stride=2, padding=1),  # (B, c3, 4, 4)
-            nn.ReLU(),
-            nn.Flatten(),  # (B, c3 * 16)
-        )
+        encoder = conv_encoder(cfg.in_channels, cfg.channels)
         decoder = nn.Sequential(
             nn.Unflatten(1, (c3, 4, 4)),
             nn.ConvTranspose2d(c3, c2, 2, stride=2, padding=1, output_padding=1),  # 7x7

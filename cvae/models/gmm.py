@@ -43,18 +43,12 @@ class GMMConfig:
     temperature: float  # sampling spread: z = mean + temperature * L eps (1: the fit)
 
 
-class GMMCVAE(ConvCVAE):
-    """ConvCVAE + ``prior``: p(z | c), fitted to training posteriors, sampled from."""
+class FittedPrior:
+    """Sampling from ``self.prior`` (a :class:`ClassGMMPrior`), fitted to the
+    training posteriors after training; mixed into a ConditionalVAE whose config
+    has ``temperature``."""
 
-    def __init__(self, cfg: GMMConfig):
-        conv = {f.name: getattr(cfg, f.name) for f in fields(ConvConfig)}
-        super().__init__(ConvConfig(**conv))
-        self.config = cfg  # type: ignore[assignment]
-        self.prior = ClassGMMPrior(
-            num_classes=cfg.num_classes,
-            components=cfg.components,
-            latent_dim=cfg.latent_dim,
-        )
+    prior: ClassGMMPrior
 
     @torch.no_grad()
     def posterior_means(
@@ -89,3 +83,17 @@ class GMMCVAE(ConvCVAE):
         p = next(self.parameters())
         z = self.prior.sample(c, generator, temperature=self.config.temperature)
         return self.decode(z.to(device=p.device, dtype=p.dtype), c)
+
+
+class GMMCVAE(FittedPrior, ConvCVAE):
+    """ConvCVAE + ``prior``: p(z | c), fitted to training posteriors, sampled from."""
+
+    def __init__(self, cfg: GMMConfig):
+        conv = {f.name: getattr(cfg, f.name) for f in fields(ConvConfig)}
+        super().__init__(ConvConfig(**conv))
+        self.config = cfg  # type: ignore[assignment]
+        self.prior = ClassGMMPrior(
+            num_classes=cfg.num_classes,
+            components=cfg.components,
+            latent_dim=cfg.latent_dim,
+        )

@@ -107,14 +107,46 @@ class GMMModel(Section):
     weight_decay: Annotated[float, Field(ge=0)]  # replaces fashion.train.weight_decay
 
 
+class Adversarial(Section):
+    """The adversarial reconstruction term (``cvae.training.adversarial``)."""
+
+    # adv / recon gradient norm at the decoder's output layer (0: the critic
+    # still trains but no longer reaches the decoder; an ablation setting)
+    weight: Annotated[float, Field(ge=0)]
+    start_epoch: NonNeg  # epochs trained as a plain VAE before the critic joins
+    channels: Annotated[list[Pos], Field(min_length=3, max_length=3)]  # critic widths
+    lr: Annotated[float, Field(gt=0)]  # the critic's Adam learning rate
+
+
+class VAEGANModel(GMMModel):
+    """``gmm``'s encoder, schedule and fitted prior with a residual decoder
+    trained against a critic (``cvae.models.vaegan``)."""
+
+    # residual decoder widths at 7, 14 and 28 px
+    decoder_channels: Annotated[list[Pos], Field(min_length=3, max_length=3)]
+    adversarial: Adversarial  # the critic and its term
+
+    @model_validator(mode="after")
+    def _critic_starts(self) -> VAEGANModel:
+        if self.adversarial.start_epoch >= self.epochs:
+            raise ValueError(
+                f"adversarial.start_epoch {self.adversarial.start_epoch} >= epochs "
+                f"{self.epochs}: the critic would never train; lower it"
+            )
+        return self
+
+
 # Fields of a model section that replace those of fashion.train for that model.
 TRAIN_OVERRIDES = ("epochs", "beta", "weight_decay")
+# Fields of a model section that configure its training loop, not its network.
+TRAINING_FIELDS = ("adversarial",)
 
 
 class FashionModels(Section):
     fc: FCModel
     conv: ConvModel
     gmm: GMMModel
+    vaegan: VAEGANModel
 
 
 class TrainParams(Section):

@@ -1,6 +1,7 @@
 """Training a Fashion-MNIST CVAE: the whole training split, labels as
-conditions, the test split scored each epoch; a model with a fitted prior
-(``gmm``) fits it afterwards. Writes the self-describing model file.
+conditions, the test split scored each epoch; a model with an adversarial term
+(``vaegan``) trains beside its critic; a model with a fitted prior (``gmm``,
+``vaegan``) fits it afterwards. Writes the self-describing model file.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import torch
 from cvae.data import fashion
 from cvae.data.batches import MemoryBatches, MemorySplit
 from cvae.data.prompts import CLASS_NAMES
-from cvae.models import GMMCVAE, build_model
+from cvae.models import build_model
 from cvae.models.checkpoint import save_model
-from cvae.params.schema import TRAIN_OVERRIDES, Fashion
+from cvae.models.gmm import FittedPrior
+from cvae.params.schema import TRAIN_OVERRIDES, TRAINING_FIELDS, Fashion
+from cvae.training.adversarial import AdversarialTrainer
 from cvae.training.trainer import Trainer, fingerprint, run_fields
 
 
@@ -22,10 +25,13 @@ def train_fashion(
     arch: str, params: Fashion, data: Path, model_out: Path, history: Path, state: Path
 ) -> list[dict]:
     """Train ``arch`` with ``params.model.<arch>`` and ``params.train`` (whose
-    ``TRAIN_OVERRIDES`` fields the model section may replace); a model with a
-    fitted prior (``gmm``) then fits it to the training posteriors."""
-    model_params = getattr(params.model, arch).model_dump()
+    ``TRAIN_OVERRIDES`` fields the model section may replace; its
+    ``TRAINING_FIELDS``, e.g. ``adversarial``, configure the loop); a model with
+    a fitted prior (``gmm``, ``vaegan``) then fits it to the training posteriors."""
+    section = getattr(params.model, arch)
+    model_params = section.model_dump()
     overrides = {k: model_params.pop(k) for k in TRAIN_OVERRIDES if k in model_params}
+    loop = {k: model_params.pop(k) for k in TRAINING_FIELDS if k in model_params}
     tcfg = params.train.model_copy(update=overrides)
     d = fashion.load_dataset(data)
     images = torch.from_numpy(d["train_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
@@ -42,7 +48,10 @@ def train_fashion(
     }
     model = build_model(arch, model_params | shape)
     run_id = fingerprint(arch, model_params, run_fields(tcfg), images, labels)
-    trainer = Trainer(
+    if loop:  # only then, so that the other models keep their fingerprints
+        run_id = fingerprint(run_id, loop)
+    extra = {"adversarial": section.adversarial} if "adversarial" in loop else {}
+    trainer = (AdversarialTrainer if extra else Trainer)(
         model,
         tcfg,
         MemoryBatches(images, labels, batch_size=tcfg.batch_size, seed=tcfg.seed),
@@ -50,11 +59,12 @@ def train_fashion(
         history_path=history,
         val=MemorySplit(*val),
         run_id=run_id,
+        **extra,
     )
     hist = trainer.fit()
     if not trainer.dist.is_main:
         return hist  # rank 0 writes the model
-    if isinstance(trainer.model, GMMCVAE):  # p(z | c) from the training posteriors
+    if isinstance(trainer.model, FittedPrior):  # p(z | c) from training posteriors
         trainer.model.fit_prior(
             images, labels, batch_size=tcfg.batch_size, seed=tcfg.seed
         )
@@ -65,6 +75,6 @@ def train_fashion(
         "epochs": tcfg.epochs,
         "n_train": len(images),
         "run_id": run_id,
-    }
+    } | loop
     save_model(model_out, trainer.model, arch, info)
     return hist

@@ -91,7 +91,13 @@ def _terms(row: dict[str, Any], prefix: str = "") -> str:
 def epoch_line(row: dict[str, Any], *, epochs: int, seconds: float, items: int) -> str:
     """One history row for people: ``epoch 3/25  loss 244.79  recon 232.04  kl
     12.75  | val loss 244.88  recon 232.10  kl 12.78  | 163.2 s, 261 img/s``."""
-    parts = [f"epoch {row['epoch']}/{epochs}  {_terms(row)}"]
+    extra = "".join(  # terms a training adds to the ELBO's (e.g. adversarial ones)
+        f"  {k} {number(v)}"
+        for k, v in row.items()
+        if k not in ("epoch", "world_size", "loss", "recon", "kl")
+        and not k.startswith("val_")
+    )
+    parts = [f"epoch {row['epoch']}/{epochs}  {_terms(row)}{extra}"]
     if "val_loss" in row:
         parts.append(f"val {_terms(row, 'val_')}")
     speed = f"{seconds:.1f} s, {items / max(seconds, 1e-9):.0f} img/s"
@@ -191,7 +197,15 @@ class Trainer:
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
+        return state | self._extra_state()
+
+    def _extra_state(self) -> dict[str, Any]:
+        """What a subclass trains besides the model and its optimiser (resumed by
+        :meth:`_load_extra_state`)."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`_extra_state` from a resume state."""
 
     def _settings(self) -> dict[str, Any]:
         """The run's settings, flat (train fields, ``model.<field>``), stored in
@@ -220,6 +234,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
+            self._load_extra_state(state)
         except (RuntimeError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0]
             raise CVAEError(
@@ -244,6 +259,19 @@ class Trainer:
         return CVAEError(f"non-finite loss {where}: {kept}; lower lr or check the data")
 
     # -- loop ----------------------------------------------------------------
+    # The per-image terms of a history row, summed over each epoch's steps.
+    terms: tuple[str, ...] = ("loss", "recon", "kl")
+
+    def _train_step(
+        self, x: torch.Tensor, c: torch.Tensor, epoch: int
+    ) -> dict[str, torch.Tensor]:
+        """One optimiser step on the batch; its terms (summed over the batch)."""
+        terms = self._step(x, c)
+        self.opt.zero_grad(set_to_none=True)
+        (terms["loss"] / len(x)).backward()
+        self.opt.step()
+        return terms
+
     def _step(
         self, x: torch.Tensor, c: torch.Tensor, *, train: bool = True
     ) -> dict[str, torch.Tensor]:
@@ -304,7 +332,7 @@ class Trainer:
     def _run_epoch(self, epoch: int, check_every: int) -> None:
         """One epoch: steps, the NaN guard, the history row, the state file."""
         steps, n = self.data.steps, self.data.items  # n: items on all ranks
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        sums = torch.zeros(len(self.terms), dtype=torch.float64, device=self.device)
         t0 = time.perf_counter()
         desc = f"epoch {epoch + 1}/{self.cfg.epochs}"
         with (
@@ -312,14 +340,9 @@ class Trainer:
             step_bar(steps, desc, quiet=not self.dist.is_main) as steps_bar,
         ):
             for step, (x, c) in zip(steps_bar, batches, strict=False):
-                terms = self._step(x, c)
+                terms = self._train_step(x, c, epoch)
                 loss = terms["loss"] / len(x)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-                sums += torch.stack(
-                    [terms[k].detach().double() for k in ("loss", "recon", "kl")]
-                )
+                sums += torch.stack([terms[k].detach().double() for k in self.terms])
                 if step % check_every == 0 or step == steps - 1:
                     # summed over ranks, so that every rank stops together
                     total = distributed.all_sum(loss.detach().clone(), self.dist)
@@ -335,12 +358,8 @@ class Trainer:
         if not all(math.isfinite(v) for v in totals):
             raise self._non_finite(f"in epoch {epoch + 1}")
         secs = time.perf_counter() - t0
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "loss": totals[0] / n,
-            "recon": totals[1] / n,
-            "kl": totals[2] / n,
-        }
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row |= {k: total / n for k, total in zip(self.terms, totals, strict=True)}
         if self.dist.enabled:
             row["world_size"] = self.dist.world_size
         if self.val is not None and self.dist.is_main:

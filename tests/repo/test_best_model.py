@@ -24,4 +24,5 @@ def test_the_default_model_is_the_best_by_the_committed_metrics() -> None:
         if None not in fids:  # FID is on only with fashion.fid.samples > 0
             assert fids[0] < fids[1]
     ablation = json.loads((ROOT / "benchmarks" / "fashion_ablation.json").read_text())
-    assert ablation["gmm"]["fid_proxy"] < ablation["conv"]["fid_proxy"]
+    proxy = [ablation[key]["fid_proxy"] for key in ("vaegan", "gmm", "conv")]
+    assert proxy == sorted(proxy)

@@ -55,7 +55,7 @@ def test_models_are_artifacts() -> None:
         for o in st.get("outs", [])
     }
     arts = DVC["artifacts"]
-    archs = DVC["stages"]["fashion_train"]["matrix"]["arch"]  # fc, conv, gmm
+    archs = DVC["stages"]["fashion_train"]["matrix"]["arch"]  # fc, conv, gmm, vaegan
     for path in (
         "data/fashion/${item.arch}/model.safetensors",
         "data/coco/model.safetensors",
@@ -143,7 +143,7 @@ def _lineage_keys(stages: dict[str, dict], name: str) -> set[str]:
     return keys
 
 
-@pytest.mark.parametrize("arch", ["fc", "conv", "gmm"])
+@pytest.mark.parametrize("arch", ["fc", "conv", "gmm", "vaegan"])
 def test_fashion_evaluate_records_the_params_of_its_lineage(arch: str) -> None:
     from cvae.experiments.lineage import flat_params
     from cvae.params.loading import load_params

@@ -17,11 +17,17 @@ from stages import fashion_classifier, fashion_data, fashion_evaluate, fashion_t
 def params_file(tmp_path, fashion_root):
     data = {"root": str(fashion_root), "train_limit": 512, "test_limit": 256}
     gmm = {"epochs": 2, "components": 2}  # its own schedule: 2 epochs, not 1
-    fashion = TINY_FASHION | {"data": data, "model": {"gmm": gmm}}
+    vaegan = {  # a plain epoch, then one against the critic
+        "epochs": 2,
+        "components": 2,
+        "decoder_channels": [16, 8, 8],
+        "adversarial": {"start_epoch": 1, "channels": [8, 8, 16]},
+    }
+    fashion = TINY_FASHION | {"data": data, "model": {"gmm": gmm, "vaegan": vaegan}}
     return write_params(tmp_path / "params.yaml", {"fashion": fashion})
 
 
-@pytest.mark.parametrize("arch", ["fc", "conv", "gmm"])
+@pytest.mark.parametrize("arch", ["fc", "conv", "gmm", "vaegan"])
 def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
     ds = tmp_path / "data" / "dataset.npz"
     fashion_data.main(out=ds, summary=tmp_path / "s.json", params=params_file)
@@ -39,8 +45,11 @@ def test_stages_end_to_end(tmp_path, params_file, arch) -> None:
     )
     assert model.exists() and not state.exists()
     hist = json.loads((tmp_path / "h.json").read_text())
-    assert len(hist) == (2 if arch == "gmm" else 1)  # gmm: fashion.model.gmm.epochs
+    # gmm and vaegan: their own fashion.model.<arch>.epochs
+    assert len(hist) == (2 if arch in ("gmm", "vaegan") else 1)
     assert {"loss", "recon", "kl", "val_loss"} <= set(hist[0])
+    if arch == "vaegan":  # the critic trains from its start epoch
+        assert hist[0]["critic"] == 0 < hist[1]["critic"]
 
     clf = tmp_path / "data" / "classifier.safetensors"
     fashion_classifier.main(

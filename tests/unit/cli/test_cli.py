@@ -357,5 +357,5 @@ def test_fashion_with_no_model_trained_names_the_best_stage(tmp_path, monkeypatc
     monkeypatch.chdir(root)
     r = run("generate", "a dress", "-o", "x.png")
     err = one_line(r.stderr)
-    assert r.exit_code == 1 and "`dvc repro fashion_train@gmm`" in err
+    assert r.exit_code == 1 and "`dvc repro fashion_train@vaegan`" in err
     assert QUICK_START in err

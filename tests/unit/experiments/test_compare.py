@@ -64,7 +64,9 @@ def test_compare_names_every_changed_param_and_only_the_models_that_differ(
     assert quick[:2] == ["quick", "12.5000"] and quick[-2:] == ["0.913", "0.864"]
     assert head[0] == "ac45659" and paper[:3] == ["paper", "11.1087", "0.7627"]
     assert "paper FID 50.30 (protocol not stated" in text
-    assert lines[-1] == ("the same metrics in every run: fashion-fc, fashion-gmm, coco")
+    assert lines[-1] == (
+        "the same metrics in every run: fashion-fc, fashion-gmm, fashion-vaegan, coco"
+    )
     assert "outputs not from its params" not in text  # both runs are consistent
 
 

@@ -96,6 +96,16 @@ PARAM_CASES = [
     ("fashion.tsne.perplexity", 5000.0, "fashion.tsne: perplexity 5000.0 must be"),
     ("fashion.fid.samples", 5000, "fashion: fid.samples 5000 is below the protocol"),
     ("fashion.fid.samples", 1, "fashion.fid: samples 1: use 0 (off) or >= 2"),
+    (
+        "fashion.model.vaegan.adversarial.start_epoch",
+        3,
+        "fashion.model.vaegan: adversarial.start_epoch 3 >= epochs 3",
+    ),
+    (
+        "fashion.model.vaegan.adversarial.weight",
+        -0.5,
+        "fashion.model.vaegan.adversarial.weight = -0.5: input should be greater",
+    ),
     # a model section's own fields
     ("fashion.model.fc.conditioning", "mul", "fc.conditioning = 'mul'"),
     ("fashion.model.conv.latent_dim", 0, "conv.latent_dim = 0"),

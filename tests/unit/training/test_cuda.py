@@ -92,6 +92,31 @@ def test_every_arch_trains_on_the_device(
         assert sample.shape == (10, 1, 28, 28) and torch.isfinite(sample).all()
 
 
+def test_vaegan_trains_against_its_critic_on_the_device(tiny_fashion, tmp_path):
+    """The adversarial loop (critic, adaptive weight) under bf16 autocast."""
+    from cvae.training.adversarial import AdversarialTrainer
+
+    x, c = _fashion(tiny_fashion)
+    torch.manual_seed(0)
+    adversarial = typed_params().fashion.model.vaegan.adversarial
+    t = AdversarialTrainer(
+        make_model("vaegan"),
+        train_config(epochs=2, device=DEVICE, beta=0.02),
+        MemoryBatches(x, c, batch_size=32, seed=0),
+        state_path=tmp_path / "s.pt",
+        run_id="run",
+        log=lambda line: None,
+        adversarial=adversarial.model_copy(update={"start_epoch": 1}),
+    )
+    hist = t.fit()
+    assert next(t.critic.parameters()).device.type == t.device.type
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["critic"]) for r in hist)
+    assert hist[0]["critic"] == 0 < hist[1]["critic"]
+    t.model.fit_prior(x, c, batch_size=64, seed=0)
+    sample = t.model.sample(torch.arange(10, device=t.device))
+    assert sample.shape == (10, 1, 28, 28) and torch.isfinite(sample).all()
+
+
 def test_bf16_autocast_on_cuda_only(tiny_fashion, tmp_path) -> None:
     x, y = _fashion(tiny_fashion)
     torch.manual_seed(0)

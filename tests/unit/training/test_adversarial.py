@@ -1,0 +1,125 @@
+"""The adversarial training loop of vaegan: hinge critic, adaptive weight, resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_model, train_config, typed_params
+
+from cvae.data import fashion
+from cvae.data.batches import MemoryBatches
+from cvae.training.adversarial import (
+    AdversarialTrainer,
+    adaptive_weight,
+    hinge_critic_loss,
+)
+
+SMALL = {
+    "channels": [8, 16, 32],
+    "decoder_channels": [16, 8, 8],
+    "latent_dim": 4,
+    "components": 2,
+}
+
+
+def _adversarial(**updates):
+    a = typed_params().fashion.model.vaegan.adversarial
+    return a.model_copy(update={"channels": [8, 8, 16]} | updates)
+
+
+def _train(tiny_fashion, tmp_path, epochs, **adv):
+    d = fashion.load_dataset(tiny_fashion)
+    x = torch.from_numpy(d["train_images"][:128]).unsqueeze(1)
+    y = torch.from_numpy(d["train_labels"][:128])
+    torch.manual_seed(0)
+    cfg = train_config(epochs=epochs, batch_size=32, device="cpu", beta=0.02)
+    t = AdversarialTrainer(
+        make_model("vaegan", **SMALL),
+        cfg,
+        MemoryBatches(x, y, batch_size=32, seed=0),
+        state_path=tmp_path / "s.pt",
+        run_id="run",
+        log=lambda s: None,
+        adversarial=_adversarial(**adv),
+    )
+    return t, t.fit()
+
+
+def test_hinge_loss_naive() -> None:
+    real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, 0.0, 0.25])
+    want = sum(max(0.0, 1 - r) for r in real.tolist()) + sum(
+        max(0.0, 1 + f) for f in fake.tolist()
+    )
+    assert hinge_critic_loss(real, fake).item() == pytest.approx(want)
+
+
+def test_adaptive_weight_is_the_gradient_norm_ratio() -> None:
+    """For losses a * sum(W) and b * sum(W), the ratio of gradient norms is a / b."""
+    layer = torch.nn.Linear(3, 2)
+    recon = 6.0 * layer.weight.sum()
+    adv = 2.0 * layer.weight.sum()
+    assert adaptive_weight(recon, adv, layer).item() == pytest.approx(3.0, rel=1e-4)
+
+
+def test_critic_joins_at_start_epoch_and_learns(tiny_fashion, tmp_path) -> None:
+    _, hist = _train(tiny_fashion, tmp_path, 3, start_epoch=1)
+    assert hist[0]["adv"] == 0 and hist[0]["critic"] == 0  # a plain VAE epoch
+    assert hist[1]["critic"] > 0 and hist[2]["critic"] > 0
+    # the critic's hinge loss starts at about 2 per image (scores near 0)
+    assert hist[2]["critic"] < 2.0
+
+
+def test_resume_restores_the_critic(tiny_fashion, tmp_path) -> None:
+    full, hist_full = _train(tiny_fashion, tmp_path / "full", 3, start_epoch=1)
+    _train(tiny_fashion, tmp_path / "cut", 2, start_epoch=1)
+    resumed, hist = _train(tiny_fashion, tmp_path / "cut", 3, start_epoch=1)
+    assert resumed.start_epoch == 2 and hist == hist_full
+    for a, b in zip(
+        full.critic.state_dict().values(), resumed.critic.state_dict().values()
+    ):
+        assert torch.equal(a, b)
+    for a, b in zip(
+        full.model.state_dict().values(), resumed.model.state_dict().values()
+    ):
+        assert torch.equal(a, b)
+
+
+def test_a_state_of_other_adversarial_settings_is_ignored_by_name(
+    tiny_fashion, tmp_path
+) -> None:
+    t, _ = _train(tiny_fashion, tmp_path, 1, start_epoch=0)
+    lines = []
+    t.log = lines.append
+    t.adversarial = t.adversarial.model_copy(update={"weight": 0.25})
+    t.run_id = "other"
+    assert not t.try_resume()
+    assert "adversarial.weight 0.5 -> 0.25" in lines[0]
+
+
+def test_resume_cut_before_the_critic_joins(tiny_fashion, tmp_path) -> None:
+    """Cut after a plain epoch (the critic's optimiser never stepped)."""
+    _, hist_full = _train(tiny_fashion, tmp_path / "full", 3, start_epoch=2)
+    _train(tiny_fashion, tmp_path / "cut", 1, start_epoch=2)
+    resumed, hist = _train(tiny_fashion, tmp_path / "cut", 3, start_epoch=2)
+    assert resumed.start_epoch == 1 and hist == hist_full
+    assert hist[1]["critic"] == 0 < hist[2]["critic"]
+
+
+def test_torchrun_is_refused_before_joining_a_group(
+    tiny_fashion, tmp_path, monkeypatch
+) -> None:
+    from cvae.core.errors import CVAEError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(CVAEError, match="without torchrun"):
+        _train(tiny_fashion, tmp_path, 1)
+
+
+def test_the_epoch_line_shows_the_adversarial_terms() -> None:
+    from cvae.training.trainer import epoch_line
+
+    row = {"epoch": 2, "loss": 3.0, "recon": 2.0, "kl": 50.0, "adv": 0.45}
+    row |= {"critic": 1.5, "val_loss": 3.1, "val_recon": 2.1, "val_kl": 51.0}
+    line = epoch_line(row, epochs=3, seconds=2.0, items=100)
+    assert "kl 50.00  adv 0.45  critic 1.50  | val loss 3.10" in line
