@@ -15,7 +15,7 @@ import typer
 from cvae.core import distributed
 from cvae.core.files import check_writable
 from cvae.training.coco import train_coco
-from cvae.training.trainer import summary
+from cvae.training.history import summary
 from stages._common import load, stage_main, write_live
 
 

@@ -12,7 +12,7 @@ from cvae.core.errors import CVAEError
 from cvae.core.files import check_writable
 from cvae.models import FASHION_ARCHS
 from cvae.training.fashion import train_fashion
-from cvae.training.trainer import summary
+from cvae.training.history import summary
 from stages._common import load, stage_main, write_live
 
 

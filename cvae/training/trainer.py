@@ -36,13 +36,14 @@ import torch
 
 from cvae.core import distributed, numerics
 from cvae.core.device import resolve_device
-from cvae.core.errors import CVAEError, plural
+from cvae.core.errors import CVAEError
 from cvae.core.files import write_json
-from cvae.core.progress import bar, number, say, step_bar
+from cvae.core.progress import bar, say, step_bar
 from cvae.data.batches import BatchSource, HeldOut
 from cvae.models import ConditionalVAE
 from cvae.models.base import to_float_images
 from cvae.params.schema import TrainParams
+from cvae.training.history import epoch_line
 from cvae.training.losses import elbo_loss
 from cvae.training.state import load_state, save_state
 
@@ -82,42 +83,6 @@ def interrupt_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-def _terms(row: dict[str, Any], prefix: str = "") -> str:
-    return "  ".join(f"{k} {number(row[prefix + k])}" for k in ("loss", "recon", "kl"))
-
-
-def epoch_line(row: dict[str, Any], *, epochs: int, seconds: float, items: int) -> str:
-    """One history row for people: ``epoch 3/25  loss 244.79  recon 232.04  kl
-    12.75  | val loss 244.88  recon 232.10  kl 12.78  | 163.2 s, 261 img/s``."""
-    extra = "".join(  # terms a training adds to the ELBO's (e.g. adversarial ones)
-        f"  {k} {number(v)}"
-        for k, v in row.items()
-        if k not in ("epoch", "world_size", "loss", "recon", "kl")
-        and not k.startswith("val_")
-    )
-    parts = [f"epoch {row['epoch']}/{epochs}  {_terms(row)}{extra}"]
-    if "val_loss" in row:
-        parts.append(f"val {_terms(row, 'val_')}")
-    speed = f"{seconds:.1f} s, {items / max(seconds, 1e-9):.0f} img/s"
-    if "world_size" in row:
-        speed += f" on {row['world_size']} ranks"
-    return "  | ".join([*parts, speed])
-
-
-def summary(history: list[dict[str, Any]]) -> str:
-    """A finished run in a few words: ``25 epochs, val loss 231.20 (recon
-    219.03, kl 12.17)`` (the last epoch; its training loss without a val split)."""
-    if not history:
-        return plural(0, "epoch")
-    last = history[-1]
-    pre = "val_" if "val_loss" in last else ""
-    return (
-        f"{plural(len(history), 'epoch')}, {pre.replace('_', ' ')}loss "
-        f"{number(last[pre + 'loss'])} (recon {number(last[pre + 'recon'])}, "
-        f"kl {number(last[pre + 'kl'])})"
-    )
 
 
 def fingerprint(*parts: Any) -> str:

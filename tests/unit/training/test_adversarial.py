@@ -117,7 +117,7 @@ def test_torchrun_is_refused_before_joining_a_group(
 
 
 def test_the_epoch_line_shows_the_adversarial_terms() -> None:
-    from cvae.training.trainer import epoch_line
+    from cvae.training.history import epoch_line
 
     row = {"epoch": 2, "loss": 3.0, "recon": 2.0, "kl": 50.0, "adv": 0.45}
     row |= {"critic": 1.5, "val_loss": 3.1, "val_recon": 2.1, "val_kl": 51.0}

@@ -11,7 +11,8 @@ from cvae.core.errors import CVAEError
 from cvae.core.progress import number
 from cvae.data import fashion
 from cvae.data.batches import MemoryBatches, MemorySplit
-from cvae.training.trainer import Trainer, epoch_line, summary
+from cvae.training.history import epoch_line, summary
+from cvae.training.trainer import Trainer
 
 
 def _data(tiny_fashion, n=256):
