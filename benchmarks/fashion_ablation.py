@@ -40,8 +40,12 @@ from cvae.core.files import atomic_path, write_json
 from cvae.data import fashion
 from cvae.data.prompts import CLASS_NAMES
 from cvae.evaluation.conditioning import conditioning_metrics
-from cvae.evaluation.fid import FID, frechet_distance
-from cvae.evaluation.scores import generate_per_condition, reconstruction_metrics
+from cvae.evaluation.fid import FID
+from cvae.evaluation.scores import (
+    fid_to_reference,
+    generate_per_condition,
+    reconstruction_metrics,
+)
 from cvae.experiments import markdown
 from cvae.models import build_model
 from cvae.models.checkpoint import load_model
@@ -231,14 +235,11 @@ def evaluate_row(row: Row, fid: FID) -> dict:
         gen = generate_per_condition(
             model, conds, PROXY_N // len(conds), seed=params.fid.seed
         )
-        mu, sigma = real_stats(fid)
-        fid.reset(keep_real=True)
-        fid.update(gen, real=False)
         out = {
             "mse": recon["mse"],
             "ssim": recon["ssim"],
             "ssim_valid": recon["ssim_valid"],
-            "fid_proxy": frechet_distance(mu, sigma, *fid.stats(real=False)),
+            "fid_proxy": fid_to_reference(fid, real_stats(fid), gen),
             "model_sha256": sha256(path),
         }
         time_file = path.with_name("time.json")

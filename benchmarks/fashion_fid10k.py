@@ -20,6 +20,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,26 +35,23 @@ from benchmarks.fashion_ablation import (
 from benchmarks.records import merge_and_write
 from cvae.core.files import write_json
 from cvae.data.prompts import CLASS_NAMES
-from cvae.evaluation.fid import FID, frechet_distance
-from cvae.evaluation.scores import generate_per_condition
+from cvae.evaluation.fid import FID
+from cvae.evaluation.scores import fid_to_reference, generate_per_condition
 from cvae.experiments import markdown
 
 N = 10_000  # the protocol: generations, and real test images
 
 
-def seed_fid(key: str, seed: int, fid: FID) -> float:
-    """Generation FID of one row at one generation seed (cached by model file)."""
-    model, path = row_model(ROWS[key])
+def seed_fid(model: torch.nn.Module, path: Path, sampler: str, seed: int, fid: FID):
+    """Generation FID of a row's model at one generation seed (cached by its file,
+    sampler and temperature)."""
     t = getattr(model.config, "temperature", None)
-    cache = CACHE / f"fid10k-{sha256(path)[:16]}-{ROWS[key].sampler}-t{t}-s{seed}.json"
+    cache = CACHE / f"fid10k-{sha256(path)[:16]}-{sampler}-t{t}-s{seed}.json"
     if cache.exists():
         return json.loads(cache.read_text())["fid"]
-    mu, sigma = real_stats(fid, N)
     conds = [torch.tensor(k) for k in range(len(CLASS_NAMES))]
     gen = generate_per_condition(model, conds, N // len(conds), seed=seed)
-    fid.reset(keep_real=True)
-    fid.update(gen, real=False)
-    value = frechet_distance(mu, sigma, *fid.stats(real=False))
+    value = fid_to_reference(fid, real_stats(fid, N), gen)
     write_json(cache, {"fid": value, "model_sha256": sha256(path), "seed": seed})
     return value
 
@@ -83,10 +81,11 @@ def main() -> None:
     fid = FID(FID_WEIGHTS, batch_size=100)
     results = {}
     for key in args.rows:
+        model, path = row_model(ROWS[key])
         by_seed = {}
         for seed in args.seeds:
             t0 = time.perf_counter()
-            by_seed[str(seed)] = seed_fid(key, seed, fid)
+            by_seed[str(seed)] = seed_fid(model, path, ROWS[key].sampler, seed, fid)
             print(
                 f"{key} seed {seed}: FID {by_seed[str(seed)]:.3f} "
                 f"({time.perf_counter() - t0:.0f} s)",

@@ -103,16 +103,13 @@ class AdversarialTrainer(Trainer):
         self, x: torch.Tensor, c: torch.Tensor, epoch: int
     ) -> dict[str, torch.Tensor]:
         zero = torch.zeros((), device=self.device)
+        if epoch < self.adversarial.start_epoch:  # a plain VAE step
+            return super()._train_step(x, c, epoch) | {"adv": zero, "critic": zero}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             logits, mu, logvar = self.model(x, c)
         terms = elbo_loss(
             logits, x, mu, logvar, beta=self.cfg.beta, recon=self.cfg.recon
         )
-        if epoch < self.adversarial.start_epoch:
-            self.opt.zero_grad(set_to_none=True)
-            (terms["loss"] / len(x)).backward()
-            self.opt.step()
-            return terms | {"adv": zero, "critic": zero}
         fake = torch.sigmoid(logits.float())
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             adv = -self.critic(fake, c).float().sum()
