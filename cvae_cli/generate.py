@@ -20,6 +20,8 @@ from cvae.core.files import check_writable
 from cvae.data.prompts import CLASS_NAMES, find_classes, known_words, prompt_to_label
 from cvae.evaluation.sampling import generate, image_format, save_grid
 from cvae.models.checkpoint import load_model
+from cvae.models.gmm import FittedPrior
+from cvae.params.schema import MAX_TEMPERATURE
 
 CLIP_OPTION = "--clip-checkpoint"  # the CLI's name for embed.pretrained
 MAX_PROMPT = 1_000  # characters; a longer prompt is refused (every model kind)
@@ -161,16 +163,23 @@ def generate_from_prompt(
     clip_checkpoint: str | None,
     scale: int,
     labels: bool,
+    temperature: float | None,
 ) -> dict[str, Any]:
     """Write a grid of ``n`` images for ``prompt``; returns what was conditioned on.
 
     ``scale``: nearest-neighbour upscaling of the grid; ``labels``: a title band
-    naming the prompt, the condition and the seed.
+    naming the prompt, the condition and the seed; ``temperature``: the fitted
+    prior's sampling spread in place of the model file's (None: the file's).
     """
     if n < 1:
         raise UsageError(f"n must be >= 1, got {n}")
     if scale < 1:
         raise UsageError(f"scale must be >= 1, got {scale}")
+    if temperature is not None and not 0 < temperature <= MAX_TEMPERATURE:
+        raise UsageError(
+            f"--temperature must be in (0, {MAX_TEMPERATURE}], got {temperature}: "
+            "1 samples the fitted prior, lower values more typical images"
+        )
     check_prompt(prompt)
     if Path(out).is_dir():
         raise UsageError(
@@ -180,6 +189,8 @@ def generate_from_prompt(
     check_writable(out)
     dev = resolve_device(device)
     model, meta = load_model(model_path, dev)
+    if temperature is not None:
+        set_temperature(model, meta, temperature)
     cond, desc, warnings = prompt_condition(
         meta, prompt, device=dev, clip_checkpoint=clip_checkpoint
     )
@@ -190,6 +201,17 @@ def generate_from_prompt(
     except OSError as e:  # the temporary file is gone: nothing half-written
         raise cannot_write(out, e) from None
     return {"condition": desc, "warnings": warnings}
+
+
+def set_temperature(model: torch.nn.Module, meta: dict[str, Any], t: float) -> None:
+    """Sample ``model``'s fitted prior at temperature ``t``, or a one-line usage
+    error for a model that samples z ~ N(0, I)."""
+    if not isinstance(model, FittedPrior):
+        raise UsageError(
+            f"--temperature applies to models with a fitted prior (gmm, vaegan); "
+            f"this {meta['arch']} model samples z ~ N(0, I): leave it out"
+        )
+    model.config.temperature = t  # FittedPrior.sample reads it from the config
 
 
 def cannot_write(out: str | os.PathLike, e: OSError) -> CVAEError:

@@ -107,6 +107,13 @@ def generate(
     labels: bool = typer.Option(
         False, "--labels/--no-labels", help="a title naming prompt, condition, seed"
     ),
+    temperature: float | None = typer.Option(
+        None,
+        "--temperature",
+        "-t",
+        help="fitted-prior models (gmm, vaegan): sampling spread instead of the "
+        "model's; below 1 gives more recognisable, less varied images",
+    ),
     device: str = DEVICE,
     clip_checkpoint: str = CLIP_CHECKPOINT,
 ) -> None:
@@ -126,11 +133,15 @@ def generate(
             clip_checkpoint=clip_checkpoint,
             scale=scale,
             labels=labels,
+            temperature=temperature,
         )
     except CVAEError as e:
         _fail(e)
+    how = f"seed {seed}" + (
+        "" if temperature is None else f", temperature {temperature}"
+    )
     typer.echo(
-        f"{out}: {plural(n, 'image')} for {info['condition']} (seed {seed}) from {name}"
+        f"{out}: {plural(n, 'image')} for {info['condition']} ({how}) from {name}"
     )
     for w in info.get("warnings", []):
         typer.echo(f"WARNING: {w}", err=True)

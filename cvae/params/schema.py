@@ -29,6 +29,7 @@ SIZES = (64, 128, 256)  # COCO image sides (3 / 4 / 5 conv blocks)
 SEED_MAX = 2**32 - 1  # every RNG the project seeds accepts [0, 2**32 - 1]
 # The devices cvae.core.device.resolve_device accepts (the same pattern there).
 DEVICE_RE = re.compile(r"auto|cpu|cuda(?::(?:0|[1-9][0-9]*))?")
+MAX_TEMPERATURE = 2.0  # highest sampling temperature of a fitted prior
 FID_PROTOCOL_N = 10_000  # Fashion-MNIST FID protocol: samples per set
 
 
@@ -101,7 +102,9 @@ class GMMModel(Section):
     conditioning: Conditioning
     embed_dim: Pos
     components: Pos  # Gaussian components per class in the fitted prior
-    temperature: Annotated[float, Field(gt=0, le=2)]  # sampling: z = mean + t * L eps
+    temperature: Annotated[
+        float, Field(gt=0, le=MAX_TEMPERATURE)
+    ]  # sampling: z = mean + t * L eps
     epochs: Pos  # replaces fashion.train.epochs for this model
     beta: Annotated[float, Field(gt=0)]  # replaces fashion.train.beta (KL weight)
     weight_decay: Annotated[float, Field(ge=0)]  # replaces fashion.train.weight_decay

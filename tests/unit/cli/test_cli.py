@@ -359,3 +359,80 @@ def test_fashion_with_no_model_trained_names_the_best_stage(tmp_path, monkeypatc
     err = one_line(r.stderr)
     assert r.exit_code == 1 and "`dvc repro fashion_train@vaegan`" in err
     assert QUICK_START in err
+
+
+# -- sampling temperature ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gmm_model(tiny_fashion, tmp_path_factory) -> Path:
+    """A tiny gmm model file with its prior fitted to 512 real images."""
+    import torch
+
+    from cvae.data.fashion import load_dataset
+    from cvae.data.prompts import CLASS_NAMES
+
+    torch.manual_seed(0)
+    model = make_model(
+        "gmm", channels=[8, 16, 32], latent_dim=4, components=2, temperature=1.0
+    ).eval()
+    d = load_dataset(tiny_fashion)
+    model.fit_prior(
+        torch.from_numpy(d["train_images"]).unsqueeze(1),
+        torch.from_numpy(d["train_labels"]),
+        batch_size=128,
+        seed=0,
+    )
+    path = tmp_path_factory.mktemp("gmm_model") / "model.safetensors"
+    info = {"condition": "label", "classes": list(CLASS_NAMES), "epochs": 0}
+    save_model(path, model, "gmm", info)
+    return path
+
+
+def test_temperature_changes_the_prior_samples_only(gmm_model, tmp_path) -> None:
+    def grid(name: str, *extra: str) -> bytes:
+        out = tmp_path / name
+        r = run(
+            "generate",
+            "a coat",
+            "-m",
+            str(gmm_model),
+            "-n",
+            "8",
+            "-o",
+            str(out),
+            *extra,
+        )
+        assert r.exit_code == 0, r.output
+        return out.read_bytes()
+
+    own = grid("own.png")
+    assert grid("t1.png", "--temperature", "1") == own  # the file's own temperature
+    assert grid("t05.png", "-t", "0.5") != own
+    r = run(
+        "generate",
+        "a coat",
+        "-m",
+        str(gmm_model),
+        "-t",
+        "0.5",
+        "-o",
+        str(tmp_path / "x.png"),
+    )
+    assert "temperature 0.5" in r.stdout
+
+
+@pytest.mark.parametrize("t", ["0", "-1", "2.5"])
+def test_a_temperature_out_of_range_is_a_usage_error(gmm_model, tmp_path, t) -> None:
+    out = tmp_path / "x.png"
+    r = run("generate", "a coat", "-m", str(gmm_model), "-t", t, "-o", str(out))
+    assert r.exit_code == 2 and "--temperature must be in (0, 2.0]" in one_line(
+        r.stderr
+    )
+    assert not out.exists()
+
+
+def test_a_temperature_for_a_model_without_a_fitted_prior(fashion_model, tmp_path):
+    out = tmp_path / "x.png"
+    r = run("generate", "a coat", "-m", str(fashion_model), "-t", "0.7", "-o", str(out))
+    err = one_line(r.stderr)
+    assert r.exit_code == 2 and "fitted prior" in err and "leave it out" in err
+    assert not out.exists()
