@@ -228,8 +228,8 @@ def row_model(row: Row) -> tuple[torch.nn.Module, Path]:
         images, labels = train_images()
         fitted.eval().fit_prior(images, labels, batch_size=1000, seed=0)
         model = fitted
-    if row.temperature is not None:  # GMMCVAE.sample reads it from its config
-        model.config.temperature = row.temperature  # type: ignore[union-attr]
+    if row.temperature is not None:
+        model.set_temperature(row.temperature)  # type: ignore[union-attr]
     return model.eval(), path
 
 
@@ -325,6 +325,13 @@ def write_grid(row: Row, out: Path, per_class: int = 10, seed: int = 0) -> None:
     print(f"{out}: {per_class} generations per class from {row.name}")
 
 
+def trained(row: Row, result: dict) -> str:
+    """The training-time cell: a tempered row reuses another row's weights."""
+    if row.temperature is not None:
+        return "— (same weights)"
+    return f"{result['train_s'] / 60:.1f} min" if "train_s" in result else "—"
+
+
 def table(results: dict[str, dict]) -> str:
     rows = [
         [
@@ -336,7 +343,7 @@ def table(results: dict[str, dict]) -> str:
             f"{r['cond_accuracy']:.4f}",
             f"{r['cond_min_class']} {r['cond_min']:.3f}",
             str(r.get("cond_classes_below_real", "—")),
-            f"{r['train_s'] / 60:.1f} min" if "train_s" in r else "—",
+            trained(ROWS[key], r),
         ]
         for key, r in results.items()
     ]

@@ -20,8 +20,7 @@ from cvae.core.files import check_writable
 from cvae.data.prompts import CLASS_NAMES, find_classes, known_words, prompt_to_label
 from cvae.evaluation.sampling import generate, image_format, save_grid
 from cvae.models.checkpoint import load_model
-from cvae.models.gmm import FittedPrior
-from cvae.params.schema import MAX_TEMPERATURE
+from cvae.models.gmm import FittedPrior, check_temperature
 
 CLIP_OPTION = "--clip-checkpoint"  # the CLI's name for embed.pretrained
 MAX_PROMPT = 1_000  # characters; a longer prompt is refused (every model kind)
@@ -175,11 +174,11 @@ def generate_from_prompt(
         raise UsageError(f"n must be >= 1, got {n}")
     if scale < 1:
         raise UsageError(f"scale must be >= 1, got {scale}")
-    if temperature is not None and not 0 < temperature <= MAX_TEMPERATURE:
-        raise UsageError(
-            f"--temperature must be in (0, {MAX_TEMPERATURE}], got {temperature}: "
-            "1 samples the fitted prior, lower values more typical images"
-        )
+    if temperature is not None:  # before any work
+        try:
+            check_temperature(temperature)
+        except UsageError as e:
+            raise UsageError(f"--{e}") from None
     check_prompt(prompt)
     if Path(out).is_dir():
         raise UsageError(
@@ -195,7 +194,10 @@ def generate_from_prompt(
         meta, prompt, device=dev, clip_checkpoint=clip_checkpoint
     )
     images = generate(model, cond, n, seed=seed)
-    title = f"{shown(prompt)} -> {desc}, seed {seed}" if labels else None
+    sampled = f"seed {seed}" + (
+        "" if temperature is None else f", temperature {temperature:g}"
+    )
+    title = f"{shown(prompt)} -> {desc}, {sampled}" if labels else None
     try:
         save_grid(images, out, nrow=nrow, scale=scale, title=title)
     except OSError as e:  # the temporary file is gone: nothing half-written
@@ -209,9 +211,10 @@ def set_temperature(model: torch.nn.Module, meta: dict[str, Any], t: float) -> N
     if not isinstance(model, FittedPrior):
         raise UsageError(
             f"--temperature applies to models with a fitted prior (gmm, vaegan); "
-            f"this {meta['arch']} model samples z ~ N(0, I): leave it out"
+            f"this {meta['arch']} model samples z ~ N(0, I): leave it out, or pass "
+            "-m fashion-vaegan or -m fashion-gmm"
         )
-    model.config.temperature = t  # FittedPrior.sample reads it from the config
+    model.set_temperature(t)
 
 
 def cannot_write(out: str | os.PathLike, e: OSError) -> CVAEError:

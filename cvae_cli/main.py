@@ -105,14 +105,17 @@ def generate(
         1, min=1, max=32, help="upscale the grid k times (nearest neighbour)"
     ),
     labels: bool = typer.Option(
-        False, "--labels/--no-labels", help="a title naming prompt, condition, seed"
+        False,
+        "--labels/--no-labels",
+        help="a title naming prompt, condition, seed (and temperature)",
     ),
     temperature: float | None = typer.Option(
         None,
         "--temperature",
         "-t",
-        help="fitted-prior models (gmm, vaegan): sampling spread instead of the "
-        "model's; below 1 gives more recognisable, less varied images",
+        help="models with a fitted prior (gmm, vaegan): its sampling spread "
+        "instead of the model file's; below 1 draws closer to the prior's means, "
+        "less varied (for vaegan also more recognisable)",
     ),
     device: str = DEVICE,
     clip_checkpoint: str = CLIP_CHECKPOINT,
@@ -138,7 +141,7 @@ def generate(
     except CVAEError as e:
         _fail(e)
     how = f"seed {seed}" + (
-        "" if temperature is None else f", temperature {temperature}"
+        "" if temperature is None else f", temperature {temperature:g}"
     )
     typer.echo(
         f"{out}: {plural(n, 'image')} for {info['condition']} ({how}) from {name}"

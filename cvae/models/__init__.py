@@ -9,7 +9,7 @@ from cvae.models.base import CONDITIONINGS, ConditionalVAE, Conditioner
 from cvae.models.config import from_params
 from cvae.models.conv import ConvConfig, ConvCVAE
 from cvae.models.fc import FCCVAE, FCConfig
-from cvae.models.gmm import GMMCVAE, GMMConfig
+from cvae.models.gmm import GMMCVAE, GMMConfig, check_temperature
 from cvae.models.image import BLOCKS, ImageConfig, ImageCVAE
 from cvae.models.vaegan import VAEGANCVAE, VAEGANConfig
 
@@ -63,8 +63,8 @@ def make_config(arch: str, params: dict[str, Any]) -> Any:
         raise CVAEError(f"latent_dim must be >= 1, got {cfg.latent_dim}")
     if hasattr(cfg, "components") and cfg.components < 1:
         raise CVAEError(f"components must be >= 1, got {cfg.components}")
-    if hasattr(cfg, "temperature") and not cfg.temperature > 0:
-        raise CVAEError(f"temperature must be > 0, got {cfg.temperature}")
+    if hasattr(cfg, "temperature"):
+        check_temperature(cfg.temperature)
     if arch == "image" and cfg.image_size not in BLOCKS:
         raise CVAEError(
             f"size {cfg.image_size} is not supported: use one of {sorted(BLOCKS)}"

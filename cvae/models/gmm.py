@@ -25,9 +25,11 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from cvae.core.errors import UsageError
 from cvae.models.base import Conditioning, to_float_images
 from cvae.models.conv import ConvConfig, ConvCVAE
 from cvae.models.prior import ClassGMMPrior
+from cvae.params.schema import MAX_TEMPERATURE
 
 
 @dataclass
@@ -41,6 +43,15 @@ class GMMConfig:
     embed_dim: int  # label embedding size (concat only)
     components: int  # Gaussian components per class in the fitted prior
     temperature: float  # sampling spread: z = mean + temperature * L eps (1: the fit)
+
+
+def check_temperature(t: float) -> None:
+    """A sampling temperature in (0, MAX_TEMPERATURE], or a one-line error."""
+    if not 0 < t <= MAX_TEMPERATURE:  # also refuses NaN
+        raise UsageError(
+            f"temperature must be in (0, {MAX_TEMPERATURE:g}], got {t}: pick one "
+            "there, e.g. 0.6 (1 samples the fitted prior as it is)"
+        )
 
 
 class FittedPrior:
@@ -73,6 +84,11 @@ class FittedPrior:
         """Fit p(z | c) to the posterior means of (images (N, C, H, W), labels (N,))."""
         z = self.posterior_means(images, labels, batch_size=batch_size)
         self.prior.fit(z, labels, seed=seed)
+
+    def set_temperature(self, t: float) -> None:
+        """Sample at temperature ``t`` (0 < t <= MAX_TEMPERATURE) from now on."""
+        check_temperature(t)
+        self.config.temperature = t
 
     @torch.no_grad()
     def sample(

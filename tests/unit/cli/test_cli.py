@@ -388,7 +388,7 @@ def gmm_model(tiny_fashion, tmp_path_factory) -> Path:
 
 
 def test_temperature_changes_the_prior_samples_only(gmm_model, tmp_path) -> None:
-    def grid(name: str, *extra: str) -> bytes:
+    def grid(name: str, *extra: str) -> tuple[bytes, str]:
         out = tmp_path / name
         r = run(
             "generate",
@@ -402,37 +402,48 @@ def test_temperature_changes_the_prior_samples_only(gmm_model, tmp_path) -> None
             *extra,
         )
         assert r.exit_code == 0, r.output
-        return out.read_bytes()
+        return out.read_bytes(), r.stdout
 
-    own = grid("own.png")
-    assert grid("t1.png", "--temperature", "1") == own  # the file's own temperature
-    assert grid("t05.png", "-t", "0.5") != own
-    r = run(
-        "generate",
-        "a coat",
-        "-m",
-        str(gmm_model),
-        "-t",
-        "0.5",
-        "-o",
-        str(tmp_path / "x.png"),
-    )
-    assert "temperature 0.5" in r.stdout
+    own, said = grid("own.png")
+    assert "(seed 0) from" in said  # no temperature named
+    assert grid("t1.png", "--temperature", "1")[0] == own  # the file's own temperature
+    half, said = grid("t05.png", "-t", "0.5")
+    assert half != own and "(seed 0, temperature 0.5) from" in said
 
 
-@pytest.mark.parametrize("t", ["0", "-1", "2.5"])
+def test_the_title_names_the_temperature(gmm_model, tmp_path) -> None:
+    """At t = 1 the images are the file's own, so only the title can differ."""
+
+    def titled(name: str, *extra: str) -> bytes:
+        out = tmp_path / name
+        r = run(
+            "generate",
+            "a coat",
+            "-m",
+            str(gmm_model),
+            "--labels",
+            "-o",
+            str(out),
+            *extra,
+        )
+        assert r.exit_code == 0, r.output
+        return Image.open(out).tobytes()
+
+    assert titled("t1.png", "-t", "1") != titled("own.png")
+
+
+@pytest.mark.parametrize("t", ["0", "-1", "2.5", "nan", "inf"])
 def test_a_temperature_out_of_range_is_a_usage_error(gmm_model, tmp_path, t) -> None:
     out = tmp_path / "x.png"
     r = run("generate", "a coat", "-m", str(gmm_model), "-t", t, "-o", str(out))
-    assert r.exit_code == 2 and "--temperature must be in (0, 2.0]" in one_line(
-        r.stderr
-    )
-    assert not out.exists()
+    err = one_line(r.stderr)
+    assert r.exit_code == 2 and "--temperature must be in (0, 2]" in err
+    assert "e.g. 0.6" in err and not out.exists()
 
 
 def test_a_temperature_for_a_model_without_a_fitted_prior(fashion_model, tmp_path):
     out = tmp_path / "x.png"
     r = run("generate", "a coat", "-m", str(fashion_model), "-t", "0.7", "-o", str(out))
     err = one_line(r.stderr)
-    assert r.exit_code == 2 and "fitted prior" in err and "leave it out" in err
+    assert r.exit_code == 2 and "fitted prior" in err and "-m fashion-vaegan" in err
     assert not out.exists()
