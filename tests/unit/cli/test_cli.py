@@ -387,49 +387,27 @@ def gmm_model(tiny_fashion, tmp_path_factory) -> Path:
     return path
 
 
-def test_temperature_changes_the_prior_samples_only(gmm_model, tmp_path) -> None:
-    def grid(name: str, *extra: str) -> tuple[bytes, str]:
-        out = tmp_path / name
-        r = run(
-            "generate",
-            "a coat",
-            "-m",
-            str(gmm_model),
-            "-n",
-            "8",
-            "-o",
-            str(out),
-            *extra,
-        )
-        assert r.exit_code == 0, r.output
-        return out.read_bytes(), r.stdout
+def coats(model: Path, out: Path, *extra: str) -> tuple[bytes, str]:
+    """``cvae generate "a coat"`` with ``model`` to ``out``: its bytes and stdout."""
+    r = run("generate", "a coat", "-m", str(model), "-n", "8", "-o", str(out), *extra)
+    assert r.exit_code == 0, r.output
+    return out.read_bytes(), r.stdout
 
-    own, said = grid("own.png")
+
+def test_temperature_changes_the_prior_samples_only(gmm_model, tmp_path) -> None:
+    own, said = coats(gmm_model, tmp_path / "own.png")
     assert "(seed 0) from" in said  # no temperature named
-    assert grid("t1.png", "--temperature", "1")[0] == own  # the file's own temperature
-    half, said = grid("t05.png", "-t", "0.5")
+    same, _ = coats(gmm_model, tmp_path / "t1.png", "--temperature", "1")
+    assert same == own  # the file's own temperature
+    half, said = coats(gmm_model, tmp_path / "t05.png", "-t", "0.5")
     assert half != own and "(seed 0, temperature 0.5) from" in said
 
 
 def test_the_title_names_the_temperature(gmm_model, tmp_path) -> None:
     """At t = 1 the images are the file's own, so only the title can differ."""
-
-    def titled(name: str, *extra: str) -> bytes:
-        out = tmp_path / name
-        r = run(
-            "generate",
-            "a coat",
-            "-m",
-            str(gmm_model),
-            "--labels",
-            "-o",
-            str(out),
-            *extra,
-        )
-        assert r.exit_code == 0, r.output
-        return Image.open(out).tobytes()
-
-    assert titled("t1.png", "-t", "1") != titled("own.png")
+    one, _ = coats(gmm_model, tmp_path / "t1.png", "--labels", "-t", "1")
+    own, _ = coats(gmm_model, tmp_path / "own.png", "--labels")
+    assert one != own
 
 
 @pytest.mark.parametrize("t", ["0", "-1", "2.5", "nan", "inf"])
