@@ -20,7 +20,8 @@ from cvae.core.files import check_writable
 from cvae.data.prompts import CLASS_NAMES, find_classes, known_words, prompt_to_label
 from cvae.evaluation.sampling import generate, image_format, save_grid
 from cvae.models.checkpoint import load_model
-from cvae.models.gmm import FittedPrior, check_temperature
+from cvae.models.gmm import FittedPrior
+from cvae.params.schema import MAX_TEMPERATURE
 
 CLIP_OPTION = "--clip-checkpoint"  # the CLI's name for embed.pretrained
 MAX_PROMPT = 1_000  # characters; a longer prompt is refused (every model kind)
@@ -174,11 +175,11 @@ def generate_from_prompt(
         raise UsageError(f"n must be >= 1, got {n}")
     if scale < 1:
         raise UsageError(f"scale must be >= 1, got {scale}")
-    if temperature is not None:  # before any work
-        try:
-            check_temperature(temperature)
-        except UsageError as e:
-            raise UsageError(f"--{e}") from None
+    if temperature is not None and not 0 < temperature <= MAX_TEMPERATURE:
+        raise UsageError(  # before any work; NaN fails the comparison too
+            f"--temperature must be in (0, {MAX_TEMPERATURE:g}], got {temperature}: "
+            "pick one there, e.g. 0.6 (1 samples the fitted prior as it is)"
+        )
     check_prompt(prompt)
     if Path(out).is_dir():
         raise UsageError(

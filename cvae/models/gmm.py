@@ -21,6 +21,7 @@ trade-off of Kingma & Dhariwal's (Glow) reduced-temperature sampling.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -29,7 +30,6 @@ from cvae.core.errors import UsageError
 from cvae.models.base import Conditioning, to_float_images
 from cvae.models.conv import ConvConfig, ConvCVAE
 from cvae.models.prior import ClassGMMPrior
-from cvae.params.schema import MAX_TEMPERATURE
 
 
 @dataclass
@@ -46,12 +46,9 @@ class GMMConfig:
 
 
 def check_temperature(t: float) -> None:
-    """A sampling temperature in (0, MAX_TEMPERATURE], or a one-line error."""
-    if not 0 < t <= MAX_TEMPERATURE:  # also refuses NaN
-        raise UsageError(
-            f"temperature must be in (0, {MAX_TEMPERATURE:g}], got {t}: pick one "
-            "there, e.g. 0.6 (1 samples the fitted prior as it is)"
-        )
+    """A sampling temperature: a finite number > 0, or a one-line error."""
+    if not (t > 0 and math.isfinite(t)):  # also refuses NaN
+        raise UsageError(f"temperature must be a finite number > 0, got {t}")
 
 
 class FittedPrior:
@@ -86,7 +83,7 @@ class FittedPrior:
         self.prior.fit(z, labels, seed=seed)
 
     def set_temperature(self, t: float) -> None:
-        """Sample at temperature ``t`` (0 < t <= MAX_TEMPERATURE) from now on."""
+        """Sample at temperature ``t`` (> 0; 1: the fitted density) from now on."""
         check_temperature(t)
         self.config.temperature = t
 
