@@ -137,6 +137,13 @@ ROWS = {
         temperature=0.6,
         arch="vaegan",
     ),
+    "vaegan-w0.8": Row(
+        "vaegan, adversarial weight 0.8 (default schedule)",
+        "train",
+        "gmm",
+        {"adversarial": {"weight": 0.8}},
+        arch="vaegan",
+    ),
     "vaegan-noadv": Row(
         "vaegan's residual decoder without the adversarial term (weight 0)",
         "train",
