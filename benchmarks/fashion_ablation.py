@@ -121,22 +121,17 @@ ROWS = {
         {"epochs": 15},
         arch="vaegan",
     ),
-    "vaegan-long-t0.8": Row(
-        "vaegan, 15 epochs, prior sampled at temperature 0.8",
-        "train",
-        "gmm",
-        {"epochs": 15},
-        temperature=0.8,
-        arch="vaegan",
-    ),
-    "vaegan-long-t0.6": Row(
-        "vaegan, 15 epochs, prior sampled at temperature 0.6",
-        "train",
-        "gmm",
-        {"epochs": 15},
-        temperature=0.6,
-        arch="vaegan",
-    ),
+    **{
+        f"vaegan-long-t{t}": Row(
+            f"vaegan, 15 epochs, prior sampled at temperature {t}",
+            "train",
+            "gmm",
+            {"epochs": 15},
+            temperature=t,
+            arch="vaegan",
+        )
+        for t in (0.8, 0.6)
+    },
     "vaegan-w0.8": Row(
         "vaegan, adversarial weight 0.8 (default schedule)",
         "train",
