@@ -165,7 +165,8 @@ def generate_from_prompt(
     labels: bool,
     temperature: float | None,
 ) -> dict[str, Any]:
-    """Write a grid of ``n`` images for ``prompt``; returns what was conditioned on.
+    """Write a grid of ``n`` images for ``prompt``; returns what was conditioned on
+    and how it was sampled (seed, temperature).
 
     ``scale``: nearest-neighbour upscaling of the grid; ``labels``: a title band
     naming the prompt, the condition and the seed; ``temperature``: the fitted
@@ -203,7 +204,7 @@ def generate_from_prompt(
         save_grid(images, out, nrow=nrow, scale=scale, title=title)
     except OSError as e:  # the temporary file is gone: nothing half-written
         raise cannot_write(out, e) from None
-    return {"condition": desc, "warnings": warnings}
+    return {"condition": desc, "sampled": sampled, "warnings": warnings}
 
 
 def set_temperature(model: torch.nn.Module, meta: dict[str, Any], t: float) -> None:

@@ -140,11 +140,9 @@ def generate(
         )
     except CVAEError as e:
         _fail(e)
-    how = f"seed {seed}" + (
-        "" if temperature is None else f", temperature {temperature:g}"
-    )
+    images = plural(n, "image")
     typer.echo(
-        f"{out}: {plural(n, 'image')} for {info['condition']} ({how}) from {name}"
+        f"{out}: {images} for {info['condition']} ({info['sampled']}) from {name}"
     )
     for w in info.get("warnings", []):
         typer.echo(f"WARNING: {w}", err=True)

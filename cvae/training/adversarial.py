@@ -28,7 +28,6 @@ from cvae.data.batches import BatchSource
 from cvae.models.discriminator import DiscriminatorConfig, ProjectionDiscriminator
 from cvae.models.vaegan import VAEGANCVAE
 from cvae.params.schema import Adversarial, TrainParams
-from cvae.training.losses import elbo_loss
 from cvae.training.trainer import Trainer
 
 ADAPTIVE_EPS = 1e-4  # VQGAN's: keeps the ratio finite when adv's gradient vanishes
@@ -105,11 +104,7 @@ class AdversarialTrainer(Trainer):
         zero = torch.zeros((), device=self.device)
         if epoch < self.adversarial.start_epoch:  # a plain VAE step
             return super()._train_step(x, c, epoch) | {"adv": zero, "critic": zero}
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            logits, mu, logvar = self.model(x, c)
-        terms = elbo_loss(
-            logits, x, mu, logvar, beta=self.cfg.beta, recon=self.cfg.recon
-        )
+        terms, logits = self._step(x, c)  # one process: self.net is self.model
         fake = torch.sigmoid(logits.float())
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             adv = -self.critic(fake, c).float().sum()
