@@ -70,6 +70,7 @@ class Row:
     changes: dict = field(default_factory=dict)  # fashion.model.<arch> keys changed
     temperature: float | None = None  # the prior's, if not the model file's
     arch: str = "gmm"  # the architecture a "train" row trains
+    components: int | None = None  # refit the prior with this many per class
 
 
 ROWS = {
@@ -132,6 +133,17 @@ ROWS = {
         )
         for t in (0.8, 0.6)
     },
+    **{
+        f"vaegan-long-k{k}": Row(
+            f"vaegan, 15 epochs, prior refitted with {k} components per class",
+            "train",
+            "gmm",
+            {"epochs": 15},
+            arch="vaegan",
+            components=k,
+        )
+        for k in (20, 40)
+    },
     "vaegan-w0.8": Row(
         "vaegan, adversarial weight 0.8 (default schedule)",
         "train",
@@ -144,6 +156,28 @@ ROWS = {
         "train",
         "gmm",
         {"adversarial": {"weight": 0.0}},
+        arch="vaegan",
+    ),
+    "vaegan-long-mismatch": Row(
+        "vaegan, 15 epochs, the critic also rejects real images under a wrong label",
+        "train",
+        "gmm",
+        {"epochs": 15, "adversarial": {"mismatch": True}},
+        arch="vaegan",
+    ),
+    "vaegan-prior": Row(
+        "vaegan, the critic also judges prior decodes (default schedule)",
+        "train",
+        "gmm",
+        {"adversarial": {"prior_samples": True}},
+        arch="vaegan",
+    ),
+    "vaegan-mismatch": Row(
+        "vaegan, the critic also rejects real images under a wrong label "
+        "(default schedule)",
+        "train",
+        "gmm",
+        {"adversarial": {"mismatch": True}},
         arch="vaegan",
     ),
 }
@@ -230,6 +264,16 @@ def row_model(row: Row) -> tuple[torch.nn.Module, Path]:
         images, labels = train_images()
         fitted.eval().fit_prior(images, labels, batch_size=1000, seed=0)
         model = fitted
+    if row.components is not None:  # the same weights, another mixture
+        cfg = meta["config"] | {"components": row.components}
+        refit = build_model(meta["arch"], cfg)
+        weights = {
+            k: v for k, v in model.state_dict().items() if not k.startswith("prior.")
+        }
+        refit.load_state_dict(weights, strict=False)
+        images, labels = train_images()
+        refit.eval().fit_prior(images, labels, batch_size=1000, seed=0)
+        model = refit
     if row.temperature is not None:
         model.set_temperature(row.temperature)  # type: ignore[union-attr]
     return model.eval(), path
@@ -254,6 +298,8 @@ def evaluate_row(row: Row, fid: FID) -> dict:
     model, path = row_model(row)
     t = getattr(model.config, "temperature", None)  # None: sampled from N(0, I)
     tempered = "" if t is None or row.sampler != "gmm" else f"-t{t}"
+    if row.components is not None:
+        tempered += f"-k{row.components}"
     cache = CACHE / f"row-{sha256(path)[:16]}-{row.sampler}{tempered}.json"
     params = load_params(ROOT / "params.yaml").fashion
     d = fashion.load_dataset(DATA)
@@ -329,7 +375,7 @@ def write_grid(row: Row, out: Path, per_class: int = 10, seed: int = 0) -> None:
 
 def trained(row: Row, result: dict) -> str:
     """The training-time cell: a tempered row reuses another row's weights."""
-    if row.temperature is not None:
+    if row.temperature is not None or row.components is not None:
         return "— (same weights)"
     return f"{result['train_s'] / 60:.1f} min" if "train_s" in result else "—"
 

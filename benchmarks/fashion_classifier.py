@@ -59,6 +59,10 @@ ROWS = {  # name -> (what it tries, changes to fashion.classifier)
     "default": ("params.yaml's fashion.classifier", {}),
     "short": ("params.yaml's, 5 epochs", {"epochs": 5}),
     "narrow": ("params.yaml's, blocks of 16 and 32 channels", {"channels": [16, 32]}),
+    "three-single": (
+        "params.yaml's, three blocks of one conv (32, 64, 128)",
+        {"channels": [32, 64, 128], "convs_per_block": 1},
+    ),
 }
 
 

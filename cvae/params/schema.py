@@ -119,6 +119,12 @@ class Adversarial(Section):
     start_epoch: NonNeg  # epochs trained as a plain VAE before the critic joins
     channels: Annotated[list[Pos], Field(min_length=3, max_length=3)]  # critic widths
     lr: Annotated[float, Field(gt=0)]  # the critic's Adam learning rate
+    # the critic also judges decodes of latents drawn from each class's Gaussian
+    # of the previous epoch's posterior means (Larsen et al. 2016)
+    prior_samples: bool
+    # the critic also learns to reject real images under a wrong label (Reed et
+    # al. 2016's matching-aware discriminator)
+    mismatch: bool
 
 
 class VAEGANModel(GMMModel):

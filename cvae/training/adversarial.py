@@ -13,6 +13,27 @@ gradient norms of recon and adv at the decoder's output layer, so that
 one whatever the loss scales. Both terms start at epoch ``start_epoch`` (the
 first epochs learn a plain VAE; VQGAN's ``disc_start``). The discriminator and
 its optimiser travel in the resume state, not in the model file.
+
+With ``prior_samples`` the critic also judges decodes of latents drawn from a
+prior, as in Larsen et al. (2016), so that the decoder learns to draw real
+images from the latents it is sampled at, not only from posterior ones:
+
+    z_p ~ N(m_c, S_c),  x_p = decode(z_p, c)
+    adv     = -(sum D(x', c) + sum D(x_p, c)) / 2
+    critic  = sum relu(1 - D(x, c))
+              + (sum relu(1 + D(x', c)) + sum relu(1 + D(x_p, c))) / 2
+
+(m_c, S_c) is the mean and covariance of the posterior means mu(x, c) of class
+c over the previous epoch (:class:`PosteriorMoments`): one Gaussian per class,
+the moments of what the fitted mixture prior is later fitted to.
+
+With ``mismatch`` the critic also learns to reject real images under a wrong
+label c_w != c (the matching-aware discriminator of Reed et al. 2016, GAN-CLS),
+so that its score judges whether an image shows its class, not only whether it
+looks real; each negative's hinge term is averaged as above:
+
+    critic  = sum relu(1 - D(x, c))
+              + (sum relu(1 + D(x', c)) + sum relu(1 + D(x, c_w))) / 2
 """
 
 from __future__ import annotations
@@ -26,6 +47,7 @@ from cvae.core import distributed, numerics
 from cvae.core.errors import CVAEError
 from cvae.data.batches import BatchSource
 from cvae.models.discriminator import DiscriminatorConfig, ProjectionDiscriminator
+from cvae.models.prior import COV_JITTER
 from cvae.models.vaegan import VAEGANCVAE
 from cvae.params.schema import Adversarial, TrainParams
 from cvae.training.trainer import Trainer
@@ -50,6 +72,47 @@ def adaptive_weight(
 def hinge_critic_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """sum relu(1 - D(real)) + sum relu(1 + D(fake)) over the batch."""
     return F.relu(1 - real).sum() + F.relu(1 + fake).sum()
+
+
+class PosteriorMoments:
+    """Per-class sums of posterior means over an epoch, and the Gaussian
+    N(m_c, S_c) per class they give (float64 sums; float32 samples).
+
+        m_c = sum mu / n_c,   S_c = sum mu mu^T / n_c - m_c m_c^T + jitter * I
+    """
+
+    def __init__(self, num_classes: int, latent_dim: int, device: torch.device):
+        k, d = num_classes, latent_dim
+        f64 = {"dtype": torch.float64, "device": device}
+        self.count = torch.zeros(k, **f64)
+        self.sum = torch.zeros(k, d, **f64)
+        self.outer = torch.zeros(k, d, d, **f64)
+
+    def add(self, mu: torch.Tensor, c: torch.Tensor) -> None:
+        """Accumulate posterior means mu (B, L) of labels c (B,)."""
+        mu = mu.detach().double()
+        self.count.index_add_(0, c, torch.ones_like(c, dtype=torch.float64))
+        self.sum.index_add_(0, c, mu)
+        self.outer.index_add_(0, c, mu.unsqueeze(2) * mu.unsqueeze(1))
+
+    def gaussians(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means (K, L), Cholesky factors (K, L, L)) of each class's Gaussian."""
+        if bool((self.count < 2).any()):
+            raise CVAEError(
+                "prior samples need at least 2 images of every class per epoch"
+            )
+        n = self.count.view(-1, 1)
+        mean = self.sum / n
+        cov = self.outer / n.unsqueeze(2) - mean.unsqueeze(2) * mean.unsqueeze(1)
+        eye = torch.eye(cov.shape[1], dtype=cov.dtype, device=cov.device)
+        chol = torch.linalg.cholesky(cov + COV_JITTER * eye)
+        return mean.float(), chol.float()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"count": self.count, "sum": self.sum, "outer": self.outer}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        self.count, self.sum, self.outer = (state[k] for k in ("count", "sum", "outer"))
 
 
 class AdversarialTrainer(Trainer):
@@ -82,6 +145,14 @@ class AdversarialTrainer(Trainer):
         self.critic_opt = numerics.adam(
             self.critic.parameters(), lr=adversarial.lr, betas=CRITIC_BETAS
         )
+        cfg_m = model.config
+        # this epoch's sums, and the previous epoch's Gaussians (None: none yet)
+        self.moments: PosteriorMoments | None = None
+        self.proposal: tuple[torch.Tensor, torch.Tensor] | None = None
+        if adversarial.prior_samples:
+            self.moments = PosteriorMoments(
+                cfg_m.num_classes, cfg_m.latent_dim, self.device
+            )
 
     def _settings(self) -> dict[str, Any]:
         return super()._settings() | {
@@ -89,34 +160,77 @@ class AdversarialTrainer(Trainer):
         }
 
     def _extra_state(self) -> dict[str, Any]:
-        return {
+        extra = {
             "critic": self.critic.state_dict(),
             "critic_optimizer": self.critic_opt.state_dict(),
         }
+        if self.moments is not None:  # the finished epoch's sums
+            extra["posterior_moments"] = self.moments.state()
+        return extra
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.critic.load_state_dict(state["critic"])
         self.critic_opt.load_state_dict(state["critic_optimizer"])
+        if self.moments is not None:
+            self.moments.load(state["posterior_moments"])
+
+    def _run_epoch(self, epoch: int, check_every: int) -> None:
+        if self.moments is not None:
+            if epoch > 0:  # the previous epoch's sums give this epoch's proposal
+                self.proposal = self.moments.gaussians()
+            cfg = self.model.config
+            self.moments = PosteriorMoments(
+                cfg.num_classes, cfg.latent_dim, self.device
+            )
+        super()._run_epoch(epoch, check_every)
+
+    def _prior_decodes(self, c: torch.Tensor) -> torch.Tensor:
+        """x_p = decode(z_p, c) in [0, 1], z_p ~ N(m_c, S_c) (B, C, H, W)."""
+        assert self.proposal is not None
+        mean, chol = self.proposal
+        eps = torch.randn(len(c), mean.shape[1], 1, device=self.device)
+        z = mean[c] + (chol[c] @ eps).squeeze(2)  # (B, L)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.model.decode_logits(z, c)
+        return torch.sigmoid(logits.float())
 
     def _train_step(
         self, x: torch.Tensor, c: torch.Tensor, epoch: int
     ) -> dict[str, torch.Tensor]:
         zero = torch.zeros((), device=self.device)
         if epoch < self.adversarial.start_epoch:  # a plain VAE step
-            return super()._train_step(x, c, epoch) | {"adv": zero, "critic": zero}
-        terms, logits = self._step(x, c)  # one process: self.net is self.model
-        fake = torch.sigmoid(logits.float())
+            terms, _, mu = self._step(x, c)
+            self.opt.zero_grad(set_to_none=True)
+            (terms["loss"] / len(x)).backward()
+            self.opt.step()
+            if self.moments is not None:
+                self.moments.add(mu, c)
+            return terms | {"adv": zero, "critic": zero}
+        terms, logits, mu = self._step(x, c)  # one process: self.net is self.model
+        if self.moments is not None:
+            self.moments.add(mu, c)
+        fakes = [torch.sigmoid(logits.float())]  # reconstructions x'
+        if self.proposal is not None:
+            fakes.append(self._prior_decodes(c))  # prior decodes x_p
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            adv = -self.critic(fake, c).float().sum()
+            adv = -sum(self.critic(f, c).float().sum() for f in fakes) / len(fakes)
         lam = adaptive_weight(terms["recon"], adv, self.model.output_layer)
         total = terms["loss"] + lam * self.adversarial.weight * adv
         self.opt.zero_grad(set_to_none=True)
         (total / len(x)).backward()  # also reaches the critic: cleared below
         self.opt.step()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            critic = hinge_critic_loss(
-                self.critic(x, c).float(), self.critic(fake.detach(), c).float()
+        negatives = [(f.detach(), c) for f in fakes]
+        if self.adversarial.mismatch:  # real images under another class's label
+            other = torch.randint(1, self.model.config.num_classes, c.shape)
+            negatives.append(
+                (x, (c + other.to(c.device)) % self.model.config.num_classes)
             )
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            real = self.critic(x, c).float()
+            critic = sum(
+                hinge_critic_loss(real, self.critic(image, label).float())
+                for image, label in negatives
+            ) / len(negatives)
         self.critic_opt.zero_grad(set_to_none=True)
         (critic / len(x)).backward()
         self.critic_opt.step()

@@ -231,7 +231,7 @@ class Trainer:
         self, x: torch.Tensor, c: torch.Tensor, epoch: int
     ) -> dict[str, torch.Tensor]:
         """One optimiser step on the batch; its terms (summed over the batch)."""
-        terms, _ = self._step(x, c)
+        terms, _, _ = self._step(x, c)
         self.opt.zero_grad(set_to_none=True)
         (terms["loss"] / len(x)).backward()
         self.opt.step()
@@ -239,15 +239,16 @@ class Trainer:
 
     def _step(
         self, x: torch.Tensor, c: torch.Tensor, *, train: bool = True
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The ELBO terms of the batch (summed over it) and the decoder's logits."""
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The ELBO terms of the batch (summed over it), the decoder's logits
+        and the posterior means mu (B, L)."""
         net = self.net if train else self.model
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             logits, mu, logvar = net(x, c)
         terms = elbo_loss(
             logits, x, mu, logvar, beta=self.cfg.beta, recon=self.cfg.recon
         )
-        return terms, logits
+        return terms, logits, mu
 
     def _to_device(
         self, x: torch.Tensor, c: torch.Tensor
@@ -289,7 +290,7 @@ class Trainer:
         steps = -(-len(self.val) // size)
         batches = bar(self.val.ordered(size), "validation", total=steps, unit="batch")
         for x, c in batches:
-            terms, _ = self._step(*self._to_device(x, c), train=False)
+            terms, _, _ = self._step(*self._to_device(x, c), train=False)
             for k in sums:
                 sums[k] += terms[k].item()
             n += len(x)

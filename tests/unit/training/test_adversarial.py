@@ -10,6 +10,7 @@ from cvae.data import fashion
 from cvae.data.batches import MemoryBatches
 from cvae.training.adversarial import (
     AdversarialTrainer,
+    PosteriorMoments,
     adaptive_weight,
     hinge_critic_loss,
 )
@@ -123,3 +124,49 @@ def test_the_epoch_line_shows_the_adversarial_terms() -> None:
     row |= {"critic": 1.5, "val_loss": 3.1, "val_recon": 2.1, "val_kl": 51.0}
     line = epoch_line(row, epochs=3, seconds=2.0, items=100)
     assert "kl 50.00  adv 0.45  critic 1.50  | val loss 3.10" in line
+
+
+def test_posterior_moments_match_each_class_mean_and_covariance() -> None:
+    """Sums over batches give each class's mean and (biased) covariance."""
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.randn(60, 3, generator=gen) * torch.tensor([1.0, 2.0, 0.5]) + 1
+    c = torch.arange(60) % 2
+    moments = PosteriorMoments(2, 3, torch.device("cpu"))
+    for sl in (slice(0, 25), slice(25, 60)):
+        moments.add(mu[sl], c[sl])
+    mean, chol = moments.gaussians()
+    for k in range(2):
+        rows = mu[c == k].double()
+        want = torch.cov(rows.T, correction=0) + 1e-6 * torch.eye(3)
+        assert torch.allclose(mean[k].double(), rows.mean(0), atol=1e-6)
+        assert torch.allclose((chol[k] @ chol[k].T).double(), want, atol=1e-5)
+
+
+def test_posterior_moments_refuse_a_class_without_images() -> None:
+    from cvae.core.errors import CVAEError
+
+    moments = PosteriorMoments(3, 2, torch.device("cpu"))
+    moments.add(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]))
+    with pytest.raises(CVAEError, match="every class"):
+        moments.gaussians()
+
+
+@pytest.mark.parametrize("option", ["prior_samples", "mismatch"])
+def test_critic_options_change_training_and_resume_exactly(
+    tiny_fashion, tmp_path, option
+) -> None:
+    """Prior decodes (from the epoch after the first) or wrong-label real images
+    reach the critic, which changes training; a run cut after the first
+    adversarial epoch resumes to the same weights."""
+    _, plain = _train(tiny_fashion, tmp_path / "plain", 3, start_epoch=1)
+    on = {"start_epoch": 1, option: True}
+    full, hist_full = _train(tiny_fashion, tmp_path / "full", 3, **on)
+    assert hist_full[0] == plain[0]  # the plain epoch is the same
+    assert hist_full[1]["critic"] != plain[1]["critic"]
+    _train(tiny_fashion, tmp_path / "cut", 2, **on)
+    resumed, hist = _train(tiny_fashion, tmp_path / "cut", 3, **on)
+    assert resumed.start_epoch == 2 and hist == hist_full
+    for a, b in zip(
+        full.model.state_dict().values(), resumed.model.state_dict().values()
+    ):
+        assert torch.equal(a, b)
