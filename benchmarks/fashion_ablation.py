@@ -142,7 +142,7 @@ ROWS = {
             arch="vaegan",
             components=k,
         )
-        for k in (20, 40)
+        for k in (10, 20, 40)
     },
     "vaegan-w0.8": Row(
         "vaegan, adversarial weight 0.8 (default schedule)",
@@ -163,6 +163,15 @@ ROWS = {
         "train",
         "gmm",
         {"epochs": 15, "adversarial": {"mismatch": True}},
+        arch="vaegan",
+    ),
+    "vaegan-long-mismatch-t0.8": Row(
+        "vaegan, 15 epochs, the critic also rejects real images under a wrong "
+        "label, prior sampled at temperature 0.8",
+        "train",
+        "gmm",
+        {"epochs": 15, "adversarial": {"mismatch": True}},
+        temperature=0.8,
         arch="vaegan",
     ),
     "vaegan-prior": Row(
@@ -270,7 +279,8 @@ def row_model(row: Row) -> tuple[torch.nn.Module, Path]:
         weights = {
             k: v for k, v in model.state_dict().items() if not k.startswith("prior.")
         }
-        refit.load_state_dict(weights, strict=False)
+        missing, unexpected = refit.load_state_dict(weights, strict=False)
+        assert not unexpected and all(k.startswith("prior.") for k in missing)
         images, labels = train_images()
         refit.eval().fit_prior(images, labels, batch_size=1000, seed=0)
         model = refit
@@ -328,6 +338,8 @@ def evaluate_row(row: Row, fid: FID) -> dict:
     if history.exists():
         rows = json.loads(history.read_text())
         out["val_recon_by_epoch"] = [row["val_recon"] for row in rows]
+        if "critic" in rows[0]:  # the critic's hinge loss per image
+            out["critic_by_epoch"] = [row["critic"] for row in rows]
     return out | conditioning(model, images, labels, params.evaluate)
 
 
@@ -374,7 +386,8 @@ def write_grid(row: Row, out: Path, per_class: int = 10, seed: int = 0) -> None:
 
 
 def trained(row: Row, result: dict) -> str:
-    """The training-time cell: a tempered row reuses another row's weights."""
+    """The training-time cell: a tempered or refitted row reuses another row's
+    weights."""
     if row.temperature is not None or row.components is not None:
         return "— (same weights)"
     return f"{result['train_s'] / 60:.1f} min" if "train_s" in result else "—"

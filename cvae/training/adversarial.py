@@ -24,13 +24,16 @@ images from the latents it is sampled at, not only from posterior ones:
               + (sum relu(1 + D(x', c)) + sum relu(1 + D(x_p, c))) / 2
 
 (m_c, S_c) is the mean and covariance of the posterior means mu(x, c) of class
-c over the previous epoch (:class:`PosteriorMoments`): one Gaussian per class,
-the moments of what the fitted mixture prior is later fitted to.
+c over the previous epoch's training steps (:class:`PosteriorMoments`; the
+encoder changes during that epoch): one Gaussian per class, the moments of what
+the fitted mixture prior is later fitted to. The first epoch has none, so its
+critic sees reconstructions only.
 
 With ``mismatch`` the critic also learns to reject real images under a wrong
 label c_w != c (the matching-aware discriminator of Reed et al. 2016, GAN-CLS),
 so that its score judges whether an image shows its class, not only whether it
-looks real; each negative's hinge term is averaged as above:
+looks real. In general the critic's loss is its real term plus the mean of the
+negatives' hinge terms (reconstructions, prior decodes, wrong labels):
 
     critic  = sum relu(1 - D(x, c))
               + (sum relu(1 + D(x', c)) + sum relu(1 + D(x, c_w))) / 2
@@ -88,6 +91,11 @@ class PosteriorMoments:
         self.sum = torch.zeros(k, d, **f64)
         self.outer = torch.zeros(k, d, d, **f64)
 
+    def reset(self) -> None:
+        """Start a new epoch's sums."""
+        for t in (self.count, self.sum, self.outer):
+            t.zero_()
+
     def add(self, mu: torch.Tensor, c: torch.Tensor) -> None:
         """Accumulate posterior means mu (B, L) of labels c (B,)."""
         mu = mu.detach().double()
@@ -97,22 +105,41 @@ class PosteriorMoments:
 
     def gaussians(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(means (K, L), Cholesky factors (K, L, L)) of each class's Gaussian."""
-        if bool((self.count < 2).any()):
+        few = (self.count < 2).nonzero().flatten().tolist()
+        if few:
+            k = few[0]
             raise CVAEError(
-                "prior samples need at least 2 images of every class per epoch"
+                f"adversarial.prior_samples needs 2 or more training images of every "
+                f"class per epoch; class {k} had {int(self.count[k])}: train on "
+                "every class or set adversarial.prior_samples: false"
             )
         n = self.count.view(-1, 1)
         mean = self.sum / n
         cov = self.outer / n.unsqueeze(2) - mean.unsqueeze(2) * mean.unsqueeze(1)
         eye = torch.eye(cov.shape[1], dtype=cov.dtype, device=cov.device)
-        chol = torch.linalg.cholesky(cov + COV_JITTER * eye)
+        chol, info = torch.linalg.cholesky_ex(cov + COV_JITTER * eye)
+        if bool((info > 0).any()):
+            raise CVAEError(
+                "the posterior means' covariance of a class is not positive "
+                "definite: set adversarial.prior_samples: false"
+            )
         return mean.float(), chol.float()
 
     def state(self) -> dict[str, torch.Tensor]:
+        """The sums, for a resume state."""
         return {"count": self.count, "sum": self.sum, "outer": self.outer}
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
-        self.count, self.sum, self.outer = (state[k] for k in ("count", "sum", "outer"))
+        """Restore :meth:`state`'s sums in place (this object's device; a
+        state of another shape raises RuntimeError)."""
+        for name, t in self.state().items():
+            t.copy_(state[name])
+
+
+def wrong_labels(c: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """A label other than c (B,) for each entry, uniform over the other classes."""
+    other = torch.randint(1, num_classes, c.shape, device=c.device)
+    return (c + other) % num_classes
 
 
 class AdversarialTrainer(Trainer):
@@ -145,14 +172,16 @@ class AdversarialTrainer(Trainer):
         self.critic_opt = numerics.adam(
             self.critic.parameters(), lr=adversarial.lr, betas=CRITIC_BETAS
         )
-        cfg_m = model.config
+        k = model.config.num_classes
+        if adversarial.mismatch and k < 2:
+            raise CVAEError(
+                "adversarial.mismatch needs 2 or more classes: set it to false"
+            )
         # this epoch's sums, and the previous epoch's Gaussians (None: none yet)
         self.moments: PosteriorMoments | None = None
         self.proposal: tuple[torch.Tensor, torch.Tensor] | None = None
         if adversarial.prior_samples:
-            self.moments = PosteriorMoments(
-                cfg_m.num_classes, cfg_m.latent_dim, self.device
-            )
+            self.moments = PosteriorMoments(k, model.config.latent_dim, self.device)
 
     def _settings(self) -> dict[str, Any]:
         return super()._settings() | {
@@ -178,11 +207,18 @@ class AdversarialTrainer(Trainer):
         if self.moments is not None:
             if epoch > 0:  # the previous epoch's sums give this epoch's proposal
                 self.proposal = self.moments.gaussians()
-            cfg = self.model.config
-            self.moments = PosteriorMoments(
-                cfg.num_classes, cfg.latent_dim, self.device
-            )
+            self.moments.reset()
         super()._run_epoch(epoch, check_every)
+
+    def _step(
+        self, x: torch.Tensor, c: torch.Tensor, *, train: bool = True
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Trainer's step; a training step's posterior means also join this
+        epoch's sums (``prior_samples``)."""
+        terms, logits, mu = super()._step(x, c, train=train)
+        if train and self.moments is not None:
+            self.moments.add(mu, c)
+        return terms, logits, mu
 
     def _prior_decodes(self, c: torch.Tensor) -> torch.Tensor:
         """x_p = decode(z_p, c) in [0, 1], z_p ~ N(m_c, S_c) (B, C, H, W)."""
@@ -199,16 +235,8 @@ class AdversarialTrainer(Trainer):
     ) -> dict[str, torch.Tensor]:
         zero = torch.zeros((), device=self.device)
         if epoch < self.adversarial.start_epoch:  # a plain VAE step
-            terms, _, mu = self._step(x, c)
-            self.opt.zero_grad(set_to_none=True)
-            (terms["loss"] / len(x)).backward()
-            self.opt.step()
-            if self.moments is not None:
-                self.moments.add(mu, c)
-            return terms | {"adv": zero, "critic": zero}
-        terms, logits, mu = self._step(x, c)  # one process: self.net is self.model
-        if self.moments is not None:
-            self.moments.add(mu, c)
+            return super()._train_step(x, c, epoch) | {"adv": zero, "critic": zero}
+        terms, logits, _ = self._step(x, c)  # one process: self.net is self.model
         fakes = [torch.sigmoid(logits.float())]  # reconstructions x'
         if self.proposal is not None:
             fakes.append(self._prior_decodes(c))  # prior decodes x_p
@@ -221,10 +249,7 @@ class AdversarialTrainer(Trainer):
         self.opt.step()
         negatives = [(f.detach(), c) for f in fakes]
         if self.adversarial.mismatch:  # real images under another class's label
-            other = torch.randint(1, self.model.config.num_classes, c.shape)
-            negatives.append(
-                (x, (c + other.to(c.device)) % self.model.config.num_classes)
-            )
+            negatives.append((x, wrong_labels(c, self.model.config.num_classes)))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             real = self.critic(x, c).float()
             critic = sum(

@@ -8,11 +8,13 @@ from conftest import make_model, train_config, typed_params
 
 from cvae.data import fashion
 from cvae.data.batches import MemoryBatches
+from cvae.models.prior import COV_JITTER
 from cvae.training.adversarial import (
     AdversarialTrainer,
     PosteriorMoments,
     adaptive_weight,
     hinge_critic_loss,
+    wrong_labels,
 )
 
 SMALL = {
@@ -137,7 +139,7 @@ def test_posterior_moments_match_each_class_mean_and_covariance() -> None:
     mean, chol = moments.gaussians()
     for k in range(2):
         rows = mu[c == k].double()
-        want = torch.cov(rows.T, correction=0) + 1e-6 * torch.eye(3)
+        want = torch.cov(rows.T, correction=0) + COV_JITTER * torch.eye(3)
         assert torch.allclose(mean[k].double(), rows.mean(0), atol=1e-6)
         assert torch.allclose((chol[k] @ chol[k].T).double(), want, atol=1e-5)
 
@@ -147,25 +149,63 @@ def test_posterior_moments_refuse_a_class_without_images() -> None:
 
     moments = PosteriorMoments(3, 2, torch.device("cpu"))
     moments.add(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]))
-    with pytest.raises(CVAEError, match="every class"):
+    with pytest.raises(CVAEError, match="class 2 had 0.*prior_samples: false"):
         moments.gaussians()
 
 
-@pytest.mark.parametrize("option", ["prior_samples", "mismatch"])
+def test_posterior_moments_load_in_place_and_refuse_another_shape() -> None:
+    a = PosteriorMoments(2, 3, torch.device("cpu"))
+    a.add(torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1]))
+    b = PosteriorMoments(2, 3, torch.device("cpu"))
+    own = b.sum
+    b.load(a.state())
+    assert b.sum is own and torch.equal(b.sum, a.sum)
+    assert torch.equal(b.outer, a.outer) and torch.equal(b.count, a.count)
+    with pytest.raises(RuntimeError):
+        PosteriorMoments(2, 4, torch.device("cpu")).load(a.state())
+
+
+def test_wrong_labels_are_other_classes_and_cover_them() -> None:
+    torch.manual_seed(0)
+    c = torch.arange(4).repeat(500)
+    w = wrong_labels(c, 4)
+    assert bool((w != c).all()) and int(w.min()) >= 0 and int(w.max()) <= 3
+    for k in range(4):  # each other class drawn about a third of the time
+        counts = torch.bincount(w[c == k], minlength=4).tolist()
+        assert counts[k] == 0 and min(n for i, n in enumerate(counts) if i != k) > 120
+
+
+def test_mismatch_needs_two_classes(tiny_fashion, tmp_path) -> None:
+    from cvae.core.errors import CVAEError
+
+    x = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    with pytest.raises(CVAEError, match="mismatch needs 2 or more classes"):
+        AdversarialTrainer(
+            make_model("vaegan", **SMALL, num_classes=1),
+            train_config(epochs=1, batch_size=4, device="cpu"),
+            MemoryBatches(x, torch.zeros(8, dtype=torch.int64), batch_size=4, seed=0),
+            state_path=tmp_path / "s.pt",
+            adversarial=_adversarial(mismatch=True),
+        )
+
+
+@pytest.mark.parametrize(
+    ("option", "cut"), [("prior_samples", 1), ("prior_samples", 2), ("mismatch", 2)]
+)
 def test_critic_options_change_training_and_resume_exactly(
-    tiny_fashion, tmp_path, option
+    tiny_fashion, tmp_path, option, cut
 ) -> None:
     """Prior decodes (from the epoch after the first) or wrong-label real images
-    reach the critic, which changes training; a run cut after the first
-    adversarial epoch resumes to the same weights."""
+    reach the critic, which changes training; a run cut after the plain epoch or
+    the first adversarial one resumes to the same weights."""
     _, plain = _train(tiny_fashion, tmp_path / "plain", 3, start_epoch=1)
     on = {"start_epoch": 1, option: True}
     full, hist_full = _train(tiny_fashion, tmp_path / "full", 3, **on)
     assert hist_full[0] == plain[0]  # the plain epoch is the same
     assert hist_full[1]["critic"] != plain[1]["critic"]
-    _train(tiny_fashion, tmp_path / "cut", 2, **on)
+    _train(tiny_fashion, tmp_path / "cut", cut, **on)
     resumed, hist = _train(tiny_fashion, tmp_path / "cut", 3, **on)
-    assert resumed.start_epoch == 2 and hist == hist_full
+    assert resumed.start_epoch == cut and hist == hist_full
     for a, b in zip(
         full.model.state_dict().values(), resumed.model.state_dict().values()
     ):
