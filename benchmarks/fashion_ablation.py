@@ -250,6 +250,20 @@ def trained_variant(arch: str, changes: dict) -> Path:
     return out
 
 
+def with_fitted_prior(model: torch.nn.Module, arch: str, cfg: dict) -> FittedPrior:
+    """A model of ``arch`` built from ``cfg`` with ``model``'s weights (its
+    prior's excepted) and a prior fitted to the training images."""
+    fitted = build_model(arch, cfg)
+    weights = {
+        k: v for k, v in model.state_dict().items() if not k.startswith("prior.")
+    }
+    missing, unexpected = fitted.load_state_dict(weights, strict=False)
+    assert not unexpected and all(k.startswith("prior.") for k in missing)
+    images, labels = train_images()
+    fitted.eval().fit_prior(images, labels, batch_size=1000, seed=0)
+    return fitted
+
+
 def row_model(row: Row) -> tuple[torch.nn.Module, Path]:
     """The row's model in eval mode with its sampler in place, and its file."""
     path = (
@@ -268,22 +282,10 @@ def row_model(row: Row) -> tuple[torch.nn.Module, Path]:
             "components": gmm["components"],
             "temperature": gmm["temperature"],
         }
-        fitted = build_model("gmm", cfg)
-        fitted.load_state_dict(model.state_dict(), strict=False)
-        images, labels = train_images()
-        fitted.eval().fit_prior(images, labels, batch_size=1000, seed=0)
-        model = fitted
+        model = with_fitted_prior(model, "gmm", cfg)
     if row.components is not None:  # the same weights, another mixture
         cfg = meta["config"] | {"components": row.components}
-        refit = build_model(meta["arch"], cfg)
-        weights = {
-            k: v for k, v in model.state_dict().items() if not k.startswith("prior.")
-        }
-        missing, unexpected = refit.load_state_dict(weights, strict=False)
-        assert not unexpected and all(k.startswith("prior.") for k in missing)
-        images, labels = train_images()
-        refit.eval().fit_prior(images, labels, batch_size=1000, seed=0)
-        model = refit
+        model = with_fitted_prior(model, meta["arch"], cfg)
     if row.temperature is not None:
         model.set_temperature(row.temperature)  # type: ignore[union-attr]
     return model.eval(), path
@@ -307,10 +309,10 @@ def evaluate_row(row: Row, fid: FID) -> dict:
     """MSE, SSIM (both), conditioning accuracy and proxy FID of one row (cached)."""
     model, path = row_model(row)
     t = getattr(model.config, "temperature", None)  # None: sampled from N(0, I)
-    tempered = "" if t is None or row.sampler != "gmm" else f"-t{t}"
+    variant = "" if t is None or row.sampler != "gmm" else f"-t{t}"
     if row.components is not None:
-        tempered += f"-k{row.components}"
-    cache = CACHE / f"row-{sha256(path)[:16]}-{row.sampler}{tempered}.json"
+        variant += f"-k{row.components}"
+    cache = CACHE / f"row-{sha256(path)[:16]}-{row.sampler}{variant}.json"
     params = load_params(ROOT / "params.yaml").fashion
     d = fashion.load_dataset(DATA)
     images = torch.from_numpy(d["test_images"]).unsqueeze(1)
