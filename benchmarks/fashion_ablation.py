@@ -162,7 +162,7 @@ ROWS = {
         "vaegan, 15 epochs, the critic also rejects real images under a wrong label",
         "train",
         "gmm",
-        {"epochs": 15, "adversarial": {"mismatch": True}},
+        {"epochs": 15, "adversarial": {"mismatch": "uniform"}},
         arch="vaegan",
     ),
     "vaegan-long-mismatch-t0.8": Row(
@@ -170,7 +170,7 @@ ROWS = {
         "label, prior sampled at temperature 0.8",
         "train",
         "gmm",
-        {"epochs": 15, "adversarial": {"mismatch": True}},
+        {"epochs": 15, "adversarial": {"mismatch": "uniform"}},
         temperature=0.8,
         arch="vaegan",
     ),
@@ -186,9 +186,32 @@ ROWS = {
         "(default schedule)",
         "train",
         "gmm",
-        {"adversarial": {"mismatch": True}},
+        {"adversarial": {"mismatch": "uniform"}},
         arch="vaegan",
     ),
+    "vaegan-hard": Row(
+        "vaegan, the critic also rejects real images under a hard wrong label "
+        "(default schedule)",
+        "train",
+        "gmm",
+        {"adversarial": {"mismatch": "hard"}},
+        arch="vaegan",
+    ),
+    **{
+        f"vaegan-long-hard{suffix}": Row(
+            "vaegan, 15 epochs, the critic also rejects real images under a hard "
+            f"wrong label{note}",
+            "train",
+            "gmm",
+            {"epochs": 15, "adversarial": {"mismatch": "hard"}},
+            temperature=t,
+            arch="vaegan",
+        )
+        for suffix, note, t in [
+            ("", "", None),
+            ("-t0.8", ", prior sampled at temperature 0.8", 0.8),
+        ]
+    },
 }
 
 

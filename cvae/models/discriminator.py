@@ -52,3 +52,8 @@ class ProjectionDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = self.features(x * 2 - 1)  # [0, 1] -> [-1, 1]
         return self.score(h).squeeze(1) + (self.embed(c) * h).sum(1)
+
+    def class_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """D(x, k) for every class k (B, K): one feature pass for all labels."""
+        h = self.features(x * 2 - 1)
+        return self.score(h) + h @ self.embed.weight.T

@@ -123,8 +123,10 @@ class Adversarial(Section):
     # of the previous epoch's posterior means (Larsen et al. 2016)
     prior_samples: bool
     # the critic also learns to reject real images under a wrong label (Reed et
-    # al. 2016's matching-aware discriminator)
-    mismatch: bool
+    # al. 2016's matching-aware discriminator): none, a label drawn uniformly
+    # from the other classes, or one drawn towards those the critic scores
+    # highest for the image (hard negatives)
+    mismatch: Literal["none", "uniform", "hard"]
 
 
 class VAEGANModel(GMMModel):

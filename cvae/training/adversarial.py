@@ -37,6 +37,14 @@ negatives' hinge terms (reconstructions, prior decodes, wrong labels):
 
     critic  = sum relu(1 - D(x, c))
               + (sum relu(1 + D(x', c)) + sum relu(1 + D(x, c_w))) / 2
+
+``uniform`` draws c_w uniformly from the other classes; ``hard`` draws it
+towards the classes the critic currently finds most plausible for x (hard
+negatives, as in Robinson et al. 2021's contrastive sampling), so that the
+critic spends its capacity on the boundaries between confusable classes
+(T-shirt/top and Shirt, Pullover and Coat) rather than on easy ones:
+
+    p(c_w = k | x, c) = exp D(x, k) / sum_{j != c} exp D(x, j),   k != c
 """
 
 from __future__ import annotations
@@ -142,6 +150,13 @@ def wrong_labels(c: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (c + other) % num_classes
 
 
+def hard_wrong_labels(scores: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """A label k != c_i for each row i of ``scores`` (B, K), drawn with
+    probability exp(scores[i, k]) / sum_{j != c_i} exp(scores[i, j]) (B,)."""
+    masked = scores.detach().float().scatter(1, c.unsqueeze(1), float("-inf"))
+    return torch.multinomial(masked.softmax(1), 1).squeeze(1)
+
+
 class AdversarialTrainer(Trainer):
     """Trainer + a projection discriminator (see module doc). One process only."""
 
@@ -173,9 +188,9 @@ class AdversarialTrainer(Trainer):
             self.critic.parameters(), lr=adversarial.lr, betas=CRITIC_BETAS
         )
         k = model.config.num_classes
-        if adversarial.mismatch and k < 2:
+        if adversarial.mismatch != "none" and k < 2:
             raise CVAEError(
-                "adversarial.mismatch needs 2 or more classes: set it to false"
+                "adversarial.mismatch needs 2 or more classes: set it to none"
             )
         # this epoch's sums, and the previous epoch's Gaussians (None: none yet)
         self.moments: PosteriorMoments | None = None
@@ -230,6 +245,18 @@ class AdversarialTrainer(Trainer):
             logits = self.model.decode_logits(z, c)
         return torch.sigmoid(logits.float())
 
+    def _wrong_labels(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """c_w != c for real images x: uniform, or drawn from the critic's
+        scores of every class (``mismatch: hard``)."""
+        if self.adversarial.mismatch == "uniform":
+            return wrong_labels(c, self.model.config.num_classes)
+        with (
+            torch.no_grad(),
+            torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp),
+        ):
+            scores = self.critic.class_scores(x)
+        return hard_wrong_labels(scores, c)
+
     def _train_step(
         self, x: torch.Tensor, c: torch.Tensor, epoch: int
     ) -> dict[str, torch.Tensor]:
@@ -248,8 +275,8 @@ class AdversarialTrainer(Trainer):
         (total / len(x)).backward()  # also reaches the critic: cleared below
         self.opt.step()
         negatives = [(f.detach(), c) for f in fakes]
-        if self.adversarial.mismatch:  # real images under another class's label
-            negatives.append((x, wrong_labels(c, self.model.config.num_classes)))
+        if self.adversarial.mismatch != "none":  # real images, another label
+            negatives.append((x, self._wrong_labels(x, c)))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             real = self.critic(x, c).float()
             critic = sum(

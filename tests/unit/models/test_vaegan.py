@@ -80,6 +80,21 @@ def test_critic_scores_depend_on_the_label() -> None:
     assert torch.allclose(critic(x, c), want)
 
 
+def test_class_scores_are_the_critic_under_every_label() -> None:
+    """class_scores(x)[:, k] = D(x, k) for every class k, from one feature pass."""
+    torch.manual_seed(0)
+    cfg = DiscriminatorConfig(
+        image_size=28, in_channels=1, channels=[8, 16, 32], num_classes=10
+    )
+    critic = ProjectionDiscriminator(cfg).eval()
+    x = torch.rand(5, 1, 28, 28)
+    scores = critic.class_scores(x)
+    assert scores.shape == (5, 10)
+    for k in range(10):
+        want = critic(x, torch.full((5,), k, dtype=torch.long))
+        assert torch.allclose(scores[:, k], want, atol=1e-6)
+
+
 def test_bad_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="3 widths"):
         make_model("vaegan", **SMALL | {"decoder_channels": [8, 8]})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import make_model, train_config, typed_params
@@ -13,6 +15,7 @@ from cvae.training.adversarial import (
     AdversarialTrainer,
     PosteriorMoments,
     adaptive_weight,
+    hard_wrong_labels,
     hinge_critic_loss,
     wrong_labels,
 )
@@ -175,6 +178,24 @@ def test_wrong_labels_are_other_classes_and_cover_them() -> None:
         assert counts[k] == 0 and min(n for i, n in enumerate(counts) if i != k) > 120
 
 
+def test_hard_wrong_labels_follow_the_scores_of_the_other_classes() -> None:
+    """Never the true label; each other class k drawn with probability
+    exp(s_k) / sum_{j != c} exp(s_j), checked against a naive reference."""
+    scores = torch.tensor([[3.0, 0.0, 1.0, -2.0], [0.0, 0.0, 0.0, 0.0]])
+    c = torch.tensor([0, 2])
+    n = 20000
+    torch.manual_seed(0)
+    w = hard_wrong_labels(scores.repeat(n, 1), c.repeat(n)).view(n, 2)
+    for row in range(2):
+        assert bool((w[:, row] != c[row]).all())
+        others = [k for k in range(4) if k != c[row]]
+        z = sum(math.exp(scores[row, k]) for k in others)
+        counts = torch.bincount(w[:, row], minlength=4)
+        for k in others:
+            want = math.exp(scores[row, k]) / z
+            assert counts[k].item() / n == pytest.approx(want, abs=0.015)
+
+
 def test_mismatch_needs_two_classes(tiny_fashion, tmp_path) -> None:
     from cvae.core.errors import CVAEError
 
@@ -185,12 +206,18 @@ def test_mismatch_needs_two_classes(tiny_fashion, tmp_path) -> None:
             train_config(epochs=1, batch_size=4, device="cpu"),
             MemoryBatches(x, torch.zeros(8, dtype=torch.int64), batch_size=4, seed=0),
             state_path=tmp_path / "s.pt",
-            adversarial=_adversarial(mismatch=True),
+            adversarial=_adversarial(mismatch="uniform"),
         )
 
 
 @pytest.mark.parametrize(
-    ("option", "cut"), [("prior_samples", 1), ("prior_samples", 2), ("mismatch", 2)]
+    ("option", "cut"),
+    [
+        ({"prior_samples": True}, 1),
+        ({"prior_samples": True}, 2),
+        ({"mismatch": "uniform"}, 2),
+        ({"mismatch": "hard"}, 2),
+    ],
 )
 def test_critic_options_change_training_and_resume_exactly(
     tiny_fashion, tmp_path, option, cut
@@ -199,7 +226,7 @@ def test_critic_options_change_training_and_resume_exactly(
     reach the critic, which changes training; a run cut after the plain epoch or
     the first adversarial one resumes to the same weights."""
     _, plain = _train(tiny_fashion, tmp_path / "plain", 3, start_epoch=1)
-    on = {"start_epoch": 1, option: True}
+    on = {"start_epoch": 1} | option
     full, hist_full = _train(tiny_fashion, tmp_path / "full", 3, **on)
     assert hist_full[0] == plain[0]  # the plain epoch is the same
     assert hist_full[1]["critic"] != plain[1]["critic"]
