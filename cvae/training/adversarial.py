@@ -29,11 +29,12 @@ encoder changes during that epoch): one Gaussian per class, the moments of what
 the fitted mixture prior is later fitted to. The first epoch has none, so its
 critic sees reconstructions only.
 
-With ``mismatch`` the critic also learns to reject real images under a wrong
-label c_w != c (the matching-aware discriminator of Reed et al. 2016, GAN-CLS),
-so that its score judges whether an image shows its class, not only whether it
-looks real. In general the critic's loss is its real term plus the mean of the
-negatives' hinge terms (reconstructions, prior decodes, wrong labels):
+With ``mismatch`` other than ``none`` the critic also learns to reject real
+images under a wrong label c_w != c (the matching-aware discriminator of Reed et
+al. 2016, GAN-CLS), so that its score judges whether an image shows its class,
+not only whether it looks real. In general the critic's loss is its real term
+plus the mean of the negatives' hinge terms (reconstructions, prior decodes,
+wrong labels):
 
     critic  = sum relu(1 - D(x, c))
               + (sum relu(1 + D(x', c)) + sum relu(1 + D(x, c_w))) / 2
@@ -250,6 +251,9 @@ class AdversarialTrainer(Trainer):
         scores of every class (``mismatch: hard``)."""
         if self.adversarial.mismatch == "uniform":
             return wrong_labels(c, self.model.config.num_classes)
+        assert self.adversarial.mismatch == "hard"
+        # in training mode this also takes one more spectral-norm power step;
+        # its vectors are in the critic's state, so a resume stays exact
         with (
             torch.no_grad(),
             torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp),

@@ -106,6 +106,11 @@ PARAM_CASES = [
         -0.5,
         "fashion.model.vaegan.adversarial.weight = -0.5: input should be greater",
     ),
+    (
+        "fashion.model.vaegan.adversarial.mismatch",
+        True,
+        "adversarial.mismatch = True: input should be 'none', 'uniform' or 'hard'",
+    ),
     # a model section's own fields
     ("fashion.model.fc.conditioning", "mul", "fc.conditioning = 'mul'"),
     ("fashion.model.conv.latent_dim", 0, "conv.latent_dim = 0"),

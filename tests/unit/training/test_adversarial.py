@@ -196,6 +196,31 @@ def test_hard_wrong_labels_follow_the_scores_of_the_other_classes() -> None:
             assert counts[k].item() / n == pytest.approx(want, abs=0.015)
 
 
+def test_hard_mismatch_draws_from_the_critics_scores(tiny_fashion, tmp_path) -> None:
+    """With ``mismatch: hard`` the wrong label comes from the critic's scores of
+    every class: a critic sure of class 3 gives 3 wherever the label is not 3;
+    ``uniform`` ignores the scores."""
+    d = fashion.load_dataset(tiny_fashion)
+    x = torch.from_numpy(d["train_images"][:64]).unsqueeze(1).float() / 255
+    c = torch.from_numpy(d["train_labels"][:64]).long()
+    scores = torch.full((64, 10), -30.0)
+    scores[:, 3], scores[:, 5] = 30.0, 20.0  # 3 the most plausible, 5 second
+    trainers = {}
+    for option in ("hard", "uniform"):
+        t = AdversarialTrainer(
+            make_model("vaegan", **SMALL),
+            train_config(epochs=2, batch_size=32, device="cpu"),
+            MemoryBatches(x, c, batch_size=32, seed=0),
+            state_path=tmp_path / f"{option}.pt",
+            adversarial=_adversarial(mismatch=option),
+        )
+        t.critic.class_scores = lambda images: scores  # type: ignore[method-assign]
+        trainers[option] = t._wrong_labels(x, c)
+    hard, uniform = trainers["hard"], trainers["uniform"]
+    assert bool((hard[c != 3] == 3).all()) and bool((hard[c == 3] == 5).all())
+    assert bool((uniform != c).all()) and len(set(uniform.tolist())) > 2
+
+
 def test_mismatch_needs_two_classes(tiny_fashion, tmp_path) -> None:
     from cvae.core.errors import CVAEError
 
