@@ -209,6 +209,7 @@ ROWS = {
         )
         for suffix, note, t in [
             ("", "", None),
+            ("-t0.9", ", prior sampled at temperature 0.9", 0.9),
             ("-t0.8", ", prior sampled at temperature 0.8", 0.8),
         ]
     },
