@@ -205,7 +205,7 @@ def test_hard_mismatch_draws_from_the_critics_scores(tiny_fashion, tmp_path) -> 
     c = torch.from_numpy(d["train_labels"][:64]).long()
     scores = torch.full((64, 10), -30.0)
     scores[:, 3], scores[:, 5] = 30.0, 20.0  # 3 the most plausible, 5 second
-    trainers = {}
+    drawn = {}  # the wrong labels each option draws for x
     for option in ("hard", "uniform"):
         t = AdversarialTrainer(
             make_model("vaegan", **SMALL),
@@ -215,8 +215,8 @@ def test_hard_mismatch_draws_from_the_critics_scores(tiny_fashion, tmp_path) -> 
             adversarial=_adversarial(mismatch=option),
         )
         t.critic.class_scores = lambda images: scores  # type: ignore[method-assign]
-        trainers[option] = t._wrong_labels(x, c)
-    hard, uniform = trainers["hard"], trainers["uniform"]
+        drawn[option] = t._wrong_labels(x, c)
+    hard, uniform = drawn["hard"], drawn["uniform"]
     assert bool((hard[c != 3] == 3).all()) and bool((hard[c == 3] == 5).all())
     assert bool((uniform != c).all()) and len(set(uniform.tolist())) > 2
 
