@@ -73,6 +73,25 @@ def model_name(model: str) -> str:
     return FASHION_BEST[0]
 
 
+def train_command(root: Path, stage: str) -> str:
+    """The command that trains ``stage``'s model: ``dvc repro <stage>``, or for a
+    Fashion model outside the pipeline's ``fashion.archs``, an experiment that
+    adds it (its stage exists only then)."""
+    arch = stage.removeprefix("fashion_train@")
+    if arch == stage:
+        return f"dvc repro {stage}"
+    from cvae.params.loading import load_params
+
+    try:
+        archs = load_params(root / "params.yaml").fashion.archs
+    except CVAEError:  # a broken params file: the stage reports it
+        return f"dvc repro {stage}"
+    if arch in archs:
+        return f"dvc repro {stage}"
+    listed = ",".join(a for a in FASHION_ARCHS if a in archs or a == arch)
+    return f"dvc exp run -S 'fashion.archs=[{listed}]' {stage}"
+
+
 def resolve_model(model: str) -> Path:
     """A model name from MODELS (under the project root), ``fashion`` (the first
     trained model of FASHION_BEST) or a .safetensors path."""
@@ -94,7 +113,7 @@ def resolve_model(model: str) -> Path:
             )
             raise CVAEError(
                 f"model {model!r} is not trained yet ({path} missing): run "
-                f"`dvc repro {stage}` in {root}{quick}"
+                f"`{train_command(root, stage)}` in {root}{quick}"
             )
         return path
     path = Path(model)

@@ -61,6 +61,9 @@ Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 Device = Annotated[str, AfterValidator(_device)]
 Text = Annotated[str, AfterValidator(_nonblank)]
 Conditioning = Literal["concat", "add"]
+# The Fashion-MNIST models, one section each under fashion.model (the order of
+# cvae.models.FASHION_ARCHS; tests/repo checks they agree).
+FashionArch = Literal["fc", "conv", "gmm", "vaegan"]
 
 
 class Section(BaseModel):
@@ -226,7 +229,19 @@ class FidParams(Section):
         return self
 
 
+def _models(value: list[Any]) -> list[Any]:
+    if not value:
+        raise ValueError("list one or more of fc, conv, gmm, vaegan")
+    seen = [v for i, v in enumerate(value) if v in value[:i]]
+    if seen:
+        raise ValueError(f"{seen[0]!r} is listed twice: name each model once")
+    return value
+
+
 class Fashion(Section):
+    # the models `dvc repro` trains and evaluates (fashion_train@<arch>,
+    # fashion_evaluate@<arch>); the others keep their sections for experiments
+    archs: Annotated[list[FashionArch], AfterValidator(_models)]
     data: FashionData
     model: FashionModels
     train: TrainParams

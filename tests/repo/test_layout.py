@@ -7,12 +7,13 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import yaml
 from conftest import ROOT
 
 from cvae.models import FASHION_ARCHS
-from cvae.params.schema import FashionModels
+from cvae.params.schema import FashionArch, FashionModels
 
 # What each subpackage of cvae/ may import (besides itself): lower layers only.
 BASE = {"core"}
@@ -115,12 +116,15 @@ def test_modules_hold_one_concept_each() -> None:
 
 
 def test_fashion_architectures_are_listed_once() -> None:
-    """The registry's list is the params schema's and dvc.yaml's matrix."""
+    """The registry's list is the params schema's (its sections and the names
+    fashion.archs accepts), and dvc.yaml's matrices run fashion.archs."""
     assert tuple(FashionModels.model_fields) == FASHION_ARCHS
+    assert get_args(FashionArch) == FASHION_ARCHS
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     matrices = {
-        name: tuple(s["matrix"]["arch"])
+        name: s["matrix"]["arch"]
         for name, s in stages.items()
         if "arch" in s.get("matrix", {})
     }
-    assert matrices and set(matrices.values()) == {FASHION_ARCHS}, matrices
+    assert set(matrices) == {"fashion_train", "fashion_evaluate"}, matrices
+    assert set(matrices.values()) == {"${fashion.archs}"}, matrices

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_CLIP, make_model, one_line, temp_files
+from conftest import ROOT, SMALL_CLIP, make_model, one_line, temp_files
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -75,6 +75,23 @@ def test_a_missing_model_names_the_stage_and_the_quick_start(project, monkeypatc
     r = run("generate", "a cow", "-m", "coco", "-o", "x.png")
     assert r.exit_code == 1 and "`dvc repro coco_train`" in one_line(r.stderr)
     assert not (project / "notebooks" / "x.png").exists()
+
+
+def test_a_model_outside_the_pipeline_names_the_experiment_that_adds_it(
+    project, monkeypatch
+):
+    """gmm is not in the repository's fashion.archs: its stage exists only in an
+    experiment that lists it, so that is the command named."""
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")
+    monkeypatch.chdir(project)
+    r = run("generate", "a dress", "-m", "fashion-gmm", "-o", "x.png")
+    assert r.exit_code == 1
+    assert (
+        "`dvc exp run -S 'fashion.archs=[fc,conv,gmm,vaegan]' fashion_train@gmm`"
+        in one_line(r.stderr)
+    )
+    r = run("generate", "a dress", "-m", "fashion-conv", "-o", "x.png")
+    assert "`dvc repro fashion_train@conv`" in one_line(r.stderr)
 
 
 def test_grids_scale_by_nearest_neighbour_and_take_a_title(fashion_model, tmp_path):

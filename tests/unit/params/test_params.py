@@ -111,6 +111,11 @@ PARAM_CASES = [
         True,
         "adversarial.mismatch = True: input should be 'none', 'uniform' or 'hard'",
     ),
+    # the models the pipeline trains: known names, each once, at least one
+    ("fashion.archs", ["fc", "gan"], "fashion.archs[1] = 'gan': input should be "),
+    ("fashion.archs", ["fc", "conv", "fc"], "'fc' is listed twice: name each model"),
+    ("fashion.archs", [], "fashion.archs = []: list one or more of fc, conv, gmm"),
+    ("fashion.archs", "vaegan", "fashion.archs = 'vaegan': a list is required"),
     # a model section's own fields
     ("fashion.model.fc.conditioning", "mul", "fc.conditioning = 'mul'"),
     ("fashion.model.conv.latent_dim", 0, "conv.latent_dim = 0"),
