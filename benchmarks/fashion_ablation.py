@@ -52,6 +52,7 @@ from cvae.models.checkpoint import load_model
 from cvae.models.gmm import FittedPrior
 from cvae.params.loading import load_params
 from cvae.params.schema import FashionEvaluate
+from cvae_cli.models import train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -326,11 +327,7 @@ def row_model(row: Row) -> tuple[torch.nn.Module, Path]:
         else ROOT / "data" / "fashion" / row.model / "model.safetensors"
     )
     if not path.is_file():
-        train = (
-            "dvc exp run -S 'fashion.archs=[fc,conv,gmm,vaegan]' fashion_train@gmm"
-            if row.model == "gmm"
-            else f"dvc repro fashion_train@{row.model}"
-        )
+        train = train_command(ROOT, f"fashion_train@{row.model}")
         raise SystemExit(f"{path} missing: the row needs the pipeline's file ({train})")
     model, meta = load_model(path, expect_arch=("conv", "gmm", "vaegan"))
     if row.sampler == "normal":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -231,7 +231,7 @@ class FidParams(Section):
 
 def _models(value: list[Any]) -> list[Any]:
     if not value:
-        raise ValueError("list one or more of fc, conv, gmm, vaegan")
+        raise ValueError(f"list one or more of {', '.join(get_args(FashionArch))}")
     seen = [v for i, v in enumerate(value) if v in value[:i]]
     if seen:
         raise ValueError(f"{seen[0]!r} is listed twice: name each model once")
