@@ -6,9 +6,10 @@
 Each row is ``fashion.classifier`` of params.yaml with some keys changed,
 trained by the pipeline's own code on all 60,000 training images and scored on
 the 10,000 test images; per row: test accuracy, the weakest class, and the
-training time on this machine (run on idle cores: a second job on 2 cores
-doubles it). Results are cached under ``benchmarks/.cache/`` by the row's params;
-writes ``fashion_classifier.json`` and ``fashion_classifier.md`` beside this file.
+training time and the CPU it was measured on (run on idle cores: a second
+job on 2 cores doubles it; times compare within one CPU only). Results are
+cached under ``benchmarks/.cache/`` by the row's params; writes
+``fashion_classifier.json`` and ``fashion_classifier.md`` beside this file.
 """
 
 from __future__ import annotations
@@ -106,6 +107,12 @@ def run_row(changes: dict) -> dict:
     return out
 
 
+def _cpu(model: str) -> str:
+    """'Intel(R) Xeon(R) Processor' -> 'Intel Xeon': training times compare
+    only within one CPU."""
+    return model.replace("(R)", "").replace(" Processor", "").strip()
+
+
 def table(results: dict[str, dict]) -> str:
     rows = [
         [
@@ -113,10 +120,11 @@ def table(results: dict[str, dict]) -> str:
             f"{r['test_accuracy']:.4f}",
             f"{r['weakest_class']} {r['weakest']:.3f}",
             f"{r['train_s'] / 60:.1f} min",
+            _cpu(r["machine"]["cpu"]),
         ]
         for key, r in results.items()
     ]
-    header = ["row", "test accuracy ↑", "weakest class", "training time"]
+    header = ["row", "test accuracy ↑", "weakest class", "training time", "CPU"]
     return markdown.table(header, rows) + "\n"
 
 
