@@ -58,7 +58,11 @@ PLAIN = {  # the earlier classifier: 2 single-conv blocks, no augmentation
 ROWS = {  # name -> (what it tries, changes to fashion.classifier)
     "plain": ("2 blocks x 1 conv (32, 64), 5 epochs, constant lr 1e-3", PLAIN),
     "default": ("params.yaml's fashion.classifier", {}),
-    "short": ("params.yaml's, 5 epochs", {"epochs": 5}),
+    "wide": ("params.yaml's, blocks of 32 and 64 channels", {"channels": [32, 64]}),
+    "short": (
+        "params.yaml's, blocks of 32 and 64 channels, 5 epochs",
+        {"channels": [32, 64], "epochs": 5},
+    ),
     "narrow": ("params.yaml's, blocks of 16 and 32 channels", {"channels": [16, 32]}),
     "three-single": (
         "params.yaml's, three blocks of one conv (32, 64, 128)",
