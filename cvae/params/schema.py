@@ -139,6 +139,9 @@ class VAEGANModel(GMMModel):
     # residual decoder widths at 7, 14 and 28 px
     decoder_channels: Annotated[list[Pos], Field(min_length=3, max_length=3)]
     adversarial: Adversarial  # the critic and its term
+    # the model file holds an exponential moving average of the weights with
+    # this decay (a horizon of about 1 / (1 - ema) steps); 0: the last step's
+    ema: Annotated[float, Field(ge=0, lt=1)]
 
     @model_validator(mode="after")
     def _critic_starts(self) -> VAEGANModel:
@@ -153,7 +156,7 @@ class VAEGANModel(GMMModel):
 # Fields of a model section that replace those of fashion.train for that model.
 TRAIN_OVERRIDES = ("epochs", "beta", "weight_decay")
 # Fields of a model section that configure its training loop, not its network.
-TRAINING_FIELDS = ("adversarial",)
+TRAINING_FIELDS = ("adversarial", "ema")
 
 
 class FashionModels(Section):

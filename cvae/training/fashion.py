@@ -59,6 +59,7 @@ def train_fashion(
         history_path=history,
         val=MemorySplit(*val),
         run_id=run_id,
+        ema=loop.get("ema") or None,  # 0 or absent: the last step's weights
         **extra,
     )
     hist = trainer.fit()

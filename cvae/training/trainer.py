@@ -10,6 +10,10 @@ exact), a bar within each epoch on a terminal.
 Data: a ``cvae.data.batches.BatchSource`` (in memory or streamed from shards, the
 loop cannot tell) and optionally a ``HeldOut`` split scored each epoch.
 
+Weight average: with ``ema`` set, an exponential moving average of the weights
+follows the steps (``cvae.training.averaging``) and the trained model ends with
+it; the steps, and the per-epoch validation, use the weights being trained.
+
 Data parallel: launched by ``torchrun``, each rank wraps the model in
 DistributedDataParallel and trains on an equal share of every epoch (the
 source gives each rank its share). Rank 0 alone writes the state, history and log.
@@ -43,6 +47,7 @@ from cvae.data.batches import BatchSource, HeldOut
 from cvae.models import ConditionalVAE
 from cvae.models.base import to_float_images
 from cvae.params.schema import TrainParams
+from cvae.training.averaging import WeightAverage
 from cvae.training.history import epoch_line
 from cvae.training.losses import elbo_loss
 from cvae.training.state import load_state, save_state
@@ -103,6 +108,8 @@ class Trainer:
     """Fits a ConditionalVAE on the batches of ``data`` (see ``cvae.data.batches``).
 
     val: an optional held-out split scored each epoch (negative ELBO per image).
+    ema: the decay of the weight average the model ends with (None: the last
+    step's weights).
     """
 
     def __init__(
@@ -116,6 +123,7 @@ class Trainer:
         val: HeldOut | None = None,
         run_id: str = "",
         log: Callable[[str], None] = say,
+        ema: float | None = None,
     ):
         self.cfg = cfg
         device = resolve_device(cfg.device)
@@ -145,6 +153,7 @@ class Trainer:
         self.opt = numerics.adam(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
+        self.average = WeightAverage(self.model, ema) if ema is not None else None
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
         self.saved_epoch = 0  # last epoch whose state this run holds on disk
@@ -162,6 +171,8 @@ class Trainer:
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.average is not None:
+            state["weight_average"] = self.average.state()
         return state | self._extra_state()
 
     def _extra_state(self) -> dict[str, Any]:
@@ -177,7 +188,8 @@ class Trainer:
         the state so that a mismatch can name what changed."""
         model = getattr(self.model, "config", None)
         fields = dataclasses.asdict(model) if dataclasses.is_dataclass(model) else {}
-        return run_fields(self.cfg) | {f"model.{k}": v for k, v in fields.items()}
+        ema = {"ema": self.average.decay} if self.average is not None else {}
+        return run_fields(self.cfg) | {f"model.{k}": v for k, v in fields.items()} | ema
 
     def try_resume(self) -> bool:
         """Load the state file if it belongs to this run; True when resumed."""
@@ -199,6 +211,8 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
+            if self.average is not None:
+                self.average.load(state["weight_average"])
             self._load_extra_state(state)
         except (RuntimeError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0]
@@ -309,6 +323,8 @@ class Trainer:
         ):
             for step, (x, c) in zip(steps_bar, batches, strict=False):
                 terms = self._train_step(x, c, epoch)
+                if self.average is not None:
+                    self.average.update(self.model)
                 loss = terms["loss"] / len(x)
                 sums += torch.stack([terms[k].detach().double() for k in self.terms])
                 if step % check_every == 0 or step == steps - 1:
@@ -372,6 +388,8 @@ class Trainer:
                 raise SystemExit(130) from None
         if self.history_path is not None and self.dist.is_main:
             write_json(self.history_path, self.history)
+        if self.average is not None:  # the model ends with the average
+            self.average.copy_to(self.model)
         distributed.barrier(self.dist)  # no rank leaves before rank 0 has written
         self.model.eval()
         return self.history
