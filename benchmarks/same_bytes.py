@@ -11,8 +11,8 @@ What runs, with the pipeline's code, its pinned numerics and ``params.yaml``
 (``cpu_threads`` included): the Fashion-MNIST data step on a fixed subset
 (2,048 training and 512 test images); one epoch of each Fashion-MNIST
 architecture (``fc``, ``conv``, ``gmm`` with its fitted mixture prior: MKL's
-LAPACK, and ``vaegan`` against its critic from the first step) and of the
-classifier; the pipeline's randomly initialised CLIP
+LAPACK, and ``vaegan`` against its critic from the first step, ending with
+its weight average) and of the classifier; the pipeline's randomly initialised CLIP
 (``embed.model``, ``embed.seed``) on 16 captions and 8 images of the COCO sample;
 FID's algebra (covariances, eigenvalues) and t-SNE on the models' test latents.
 Each output is compared by the md5 of its bytes and by its headline number
@@ -73,12 +73,14 @@ def _settings(p: Any, train: int, test: int) -> dict[str, Any]:
             "model": f.model.model_copy(
                 update={
                     "gmm": f.model.gmm.model_copy(update=one),
-                    "vaegan": f.model.vaegan.model_copy(  # the critic from step 1
+                    # the critic from step 1, and the weight average
+                    "vaegan": f.model.vaegan.model_copy(
                         update=one
                         | {
                             "adversarial": f.model.vaegan.adversarial.model_copy(
                                 update={"start_epoch": 0}
-                            )
+                            ),
+                            "ema": 0.7,
                         }
                     ),
                 }

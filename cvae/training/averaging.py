@@ -9,53 +9,85 @@ orbit. Their running average is a better generator than any one of them
     W_avg <- W_1                                     after the first step
     W_avg <- decay * W_avg + (1 - decay) * W_t       after every later step t
 
-so a step's weights fade with a horizon of about 1 / (1 - decay) steps.
-PyTorch's ``AveragedModel`` with its EMA update holds the average; buffers are
-not averaged but follow the model's.
+so a step's weights fade with a horizon of about 1 / (1 - decay) steps, and the
+first step's weights keep a share decay^(n - 1) of the average after n steps
+(:func:`first_step_share`). The update is PyTorch's own EMA update
+(``torch.optim.swa_utils.get_ema_multi_avg_fn``: one ``lerp`` over every
+parameter), held here with a Python step count and without copies of the
+model's buffers, so that on CUDA a step neither waits for the device nor copies
+what is never averaged.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from cvae.core.errors import CVAEError
+
+MAX_FIRST_SHARE = 0.01  # the most of the average the first step may keep
+
+
+def first_step_share(decay: float, steps: int) -> float:
+    """The share of the first step's weights in the average after ``steps``."""
+    return decay ** max(steps - 1, 0)
+
+
+def check_decay(decay: float, steps: int) -> None:
+    """Refuse, in one line, a decay under which the first step's weights keep
+    more than :data:`MAX_FIRST_SHARE` of the average after ``steps`` steps."""
+    share = first_step_share(decay, steps)
+    if share > MAX_FIRST_SHARE:
+        most = MAX_FIRST_SHARE ** (1 / (steps - 1))
+        raise CVAEError(
+            f"ema {decay} leaves {share:.0%} of the averaged weights to the first "
+            f"step's in a run of {steps:,} steps: lower ema to at most "
+            f"{math.floor(most * 1e4) / 1e4} or train longer"
+        )
 
 
 class WeightAverage:
-    """The EMA of ``model``'s parameters (a copy on the model's device)."""
+    """The EMA of ``model``'s parameters (copies on their devices)."""
 
-    def __init__(self, model: torch.nn.Module, decay: float):
+    def __init__(self, model: torch.nn.Module, *, decay: float):
         if not 0 < decay < 1:
             raise ValueError(f"the average's decay must be in (0, 1), got {decay}")
         self.decay = decay
-        self.average = AveragedModel(
-            model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False
-        )
+        self.params = [p.detach().clone() for p in model.parameters()]
+        self.steps = 0  # steps folded in so far
 
+    @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         """Fold in ``model``'s weights after a step."""
-        self.average.update_parameters(model)
-
-    @property
-    def steps(self) -> int:
-        """Steps folded in so far."""
-        return int(self.average.n_averaged)
+        current = [p.detach() for p in model.parameters()]
+        if self.steps == 0:
+            torch._foreach_copy_(self.params, current)
+        else:
+            torch._foreach_lerp_(self.params, current, 1 - self.decay)
+        self.steps += 1
 
     @torch.no_grad()
     def copy_to(self, model: torch.nn.Module) -> None:
         """Give ``model`` the averaged weights (in place; buffers untouched)."""
         if self.steps == 0:
             raise RuntimeError("no step has been averaged yet")
-        for mine, theirs in zip(
-            self.average.module.parameters(), model.parameters(), strict=True
-        ):
+        for mine, theirs in zip(self.params, model.parameters(), strict=True):
             theirs.copy_(mine)
 
     def state(self) -> dict[str, Any]:
         """The average and its step count, for a resume state."""
-        return self.average.state_dict()
+        return {"params": list(self.params), "steps": self.steps}
 
+    @torch.no_grad()
     def load(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state` (RuntimeError when it is another model's)."""
-        self.average.load_state_dict(state)
+        """Restore :meth:`state` (ValueError when it is another model's)."""
+        params = state["params"]
+        if len(params) != len(self.params) or any(
+            a.shape != b.shape for a, b in zip(params, self.params, strict=True)
+        ):
+            raise ValueError("the weight average is another model's")
+        for mine, saved in zip(self.params, params, strict=True):
+            mine.copy_(saved)
+        self.steps = int(state["steps"])

@@ -25,7 +25,8 @@ from cvae.data.stream import ShardStream, decode_workers, id_lookup
 from cvae.models import build_model
 from cvae.models.checkpoint import save_model
 from cvae.params.schema import CocoTrain, Params
-from cvae.training.trainer import Trainer, fingerprint, run_fields
+from cvae.training.identity import fingerprint, run_fields
+from cvae.training.trainer import Trainer
 
 
 def model_params(params: Params, cond_dim: int) -> dict:

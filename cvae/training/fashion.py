@@ -18,7 +18,8 @@ from cvae.models.checkpoint import save_model
 from cvae.models.gmm import FittedPrior
 from cvae.params.schema import TRAIN_OVERRIDES, TRAINING_FIELDS, Fashion
 from cvae.training.adversarial import AdversarialTrainer
-from cvae.training.trainer import Trainer, fingerprint, run_fields
+from cvae.training.identity import fingerprint, run_fields
+from cvae.training.trainer import Trainer
 
 
 def train_fashion(
@@ -32,6 +33,8 @@ def train_fashion(
     model_params = section.model_dump()
     overrides = {k: model_params.pop(k) for k in TRAIN_OVERRIDES if k in model_params}
     loop = {k: model_params.pop(k) for k in TRAINING_FIELDS if k in model_params}
+    if not loop.get("ema", 1):  # off: the run is the one without the option
+        del loop["ema"]
     tcfg = params.train.model_copy(update=overrides)
     d = fashion.load_dataset(data)
     images = torch.from_numpy(d["train_images"]).unsqueeze(1)  # (N, 1, 28, 28) uint8

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -35,7 +34,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from cvae.core import distributed, numerics
@@ -47,29 +45,11 @@ from cvae.data.batches import BatchSource, HeldOut
 from cvae.models import ConditionalVAE
 from cvae.models.base import to_float_images
 from cvae.params.schema import TrainParams
-from cvae.training.averaging import WeightAverage
+from cvae.training.averaging import WeightAverage, check_decay
 from cvae.training.history import epoch_line
+from cvae.training.identity import run_fields
 from cvae.training.losses import elbo_loss
 from cvae.training.state import load_state, save_state
-
-
-def run_fields(cfg: TrainParams) -> dict[str, Any]:
-    """The settings that decide the weights, for a run's fingerprint.
-
-    Not the device (``device`` is kept as None), ``num_workers`` nor the memory
-    budget; the loader (``coco.train`` only, as resolved from ``auto``) and the
-    torchrun world size only when they differ from the single-process in-memory
-    loop (whose fingerprint thus does not name them).
-    """
-    fields = cfg.model_dump() | {"device": None}
-    fields.pop("num_workers", None)
-    fields.pop("memory_budget_mib", None)
-    if fields.get("loader") == "memory":
-        del fields["loader"]
-    world = distributed.info_from_env().world_size
-    if world > 1:
-        fields["world_size"] = world
-    return fields
 
 
 @contextlib.contextmanager
@@ -88,20 +68,6 @@ def interrupt_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
-
-
-def fingerprint(*parts: Any) -> str:
-    """sha256 of JSON-able parts and arrays: identifies one training run."""
-    h = hashlib.sha256()
-    for p in parts:
-        if isinstance(p, torch.Tensor):
-            p = p.detach().cpu().numpy()
-        if isinstance(p, np.ndarray):
-            h.update(str((p.shape, p.dtype)).encode())
-            h.update(np.ascontiguousarray(p).tobytes())
-        else:
-            h.update(json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()
 
 
 class Trainer:
@@ -153,7 +119,10 @@ class Trainer:
         self.opt = numerics.adam(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
-        self.average = WeightAverage(self.model, ema) if ema is not None else None
+        self.average = None
+        if ema is not None:
+            check_decay(ema, cfg.epochs * data.steps)
+            self.average = WeightAverage(self.model, decay=ema)
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
         self.saved_epoch = 0  # last epoch whose state this run holds on disk
@@ -188,8 +157,9 @@ class Trainer:
         the state so that a mismatch can name what changed."""
         model = getattr(self.model, "config", None)
         fields = dataclasses.asdict(model) if dataclasses.is_dataclass(model) else {}
-        ema = {"ema": self.average.decay} if self.average is not None else {}
-        return run_fields(self.cfg) | {f"model.{k}": v for k, v in fields.items()} | ema
+        ema = self.average.decay if self.average is not None else 0.0
+        fields = {f"model.{k}": v for k, v in fields.items()} | {"ema": ema}
+        return run_fields(self.cfg) | fields
 
     def try_resume(self) -> bool:
         """Load the state file if it belongs to this run; True when resumed."""
@@ -212,6 +182,8 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
             if self.average is not None:
+                if "weight_average" not in state:
+                    raise ValueError("it holds no weight average (ema)")
                 self.average.load(state["weight_average"])
             self._load_extra_state(state)
         except (RuntimeError, ValueError, KeyError) as e:

@@ -107,6 +107,11 @@ PARAM_CASES = [
         "fashion.model.vaegan.adversarial.weight = -0.5: input should be greater",
     ),
     (
+        "fashion.model.vaegan.ema",
+        1.0,
+        "fashion.model.vaegan.ema = 1.0: input should be less than 1",
+    ),
+    (
         "fashion.model.vaegan.adversarial.mismatch",
         True,
         "adversarial.mismatch = True: input should be 'none', 'uniform' or 'hard'",
