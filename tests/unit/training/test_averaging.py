@@ -48,9 +48,9 @@ def test_decay_outside_the_open_unit_interval_is_refused() -> None:
 def test_a_decay_too_slow_for_the_run_is_refused_naming_the_largest() -> None:
     assert first_step_share(0.999, 1407) == pytest.approx(0.999**1406)
     check_decay(0.999, 7035)  # the first step keeps 0.09%
-    with pytest.raises(CVAEError, match=r"leaves 24% .* 1,407 steps: lower ema to"):
-        check_decay(0.999, 1407)
-    with pytest.raises(CVAEError) as e:
+    with pytest.raises(
+        CVAEError, match=r"leaves 24% .* 1,407 steps: lower ema to"
+    ) as e:
         check_decay(0.999, 1407)
     most = float(str(e.value).split("at most ")[1].split()[0])
     check_decay(most, 1407)  # the decay it names is accepted
